@@ -1,0 +1,599 @@
+"""Loading workflow documents: YAML/JSON files, dicts and Workflow objects.
+
+:func:`load_workflow` parses and validates in one pass and reports *every*
+problem at once in a :class:`~gleitzeit.core.errors.WorkflowValidationError`
+(``e.data["problems"]``: dicts with ``task``, ``field`` and ``message``).
+A dependency cycle is a :class:`~gleitzeit.core.errors.CircularDependencyError`
+with ``e.data["cycle"]``. All work is linear in the size of the document.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from .core._graph import find_cycle
+from .core._methods import METHODS, MethodSpec, describe_types, protocol_for, type_ok
+from .core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy, Task, Workflow
+from .core._refs import _TOKEN, RefSyntaxError, find_refs
+from .core.errors import CircularDependencyError, WorkflowValidationError
+
+__all__ = ["WorkflowSource", "load_workflow", "parse_workflow", "read_document"]
+
+log = logging.getLogger("gleitzeit.loader")
+
+WorkflowSource = str | os.PathLike[str] | Mapping[str, Any] | Workflow
+
+_WORKFLOW_KEYS: Final = frozenset(
+    {"name", "description", "id", "tasks", "timeout", "metadata", "type", "batch",
+     "template", "protocol", "max_parallel_tasks"}
+)
+_LEGACY_IGNORED: Final = frozenset({"version", "wait_for_completion", "providers"})
+_TASK_KEYS: Final = frozenset(
+    {"name", "id", "method", "protocol", "params", "parameters", "dependencies", "timeout",
+     "retry", "priority", "isolation", "description", "tags", "metadata"}
+)
+_RETRY_KEYS: Final = frozenset({"max_attempts", "base_delay", "max_delay", "jitter", "backoff"})
+_BATCH_KEYS: Final = frozenset({"directory", "pattern", "files", "recursive"})
+_TEMPLATE_TASK_KEYS: Final = frozenset(
+    {"method", "protocol", "params", "parameters", "timeout", "retry", "priority", "isolation"}
+)
+_ISOLATION: Final = ("process", "inline")
+_MAX_LISTED: Final = 20
+
+#: Workflows this module built (and so validated); others are re-checked.
+_validated: weakref.WeakSet[Workflow] = weakref.WeakSet()
+
+
+class _Problems:
+    """Collects validation problems; each names the task and field it concerns."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, message: str, task: str | None = None, field: str | None = None,
+            **extra: Any) -> None:
+        self.items.append({"task": task, "field": field, "message": message, **extra})
+
+    def unknown_key(self, key: Any, known: Iterable[str], task: str | None,
+                    where: str) -> None:
+        hint = _closest(str(key), known)
+        self.add(f"unknown field {key!r} in {where}{hint}", task, str(key))
+
+    def raise_if_any(self, name: str | None, source: str | None) -> None:
+        if not self.items:
+            return
+        lines = []
+        for p in self.items[:_MAX_LISTED]:
+            where = []
+            if p["task"] is not None:
+                where.append(f"task {p['task']!r}")
+            if p["field"] is not None:
+                where.append(f"field {p['field']!r}")
+            lines.append(f"  - {', '.join(where) + ': ' if where else ''}{p['message']}")
+        if len(self.items) > _MAX_LISTED:
+            lines.append(f"  ... and {len(self.items) - _MAX_LISTED} more (see e.data['problems'])")
+        what = f"Workflow {name!r}" if name else "The workflow"
+        if source:
+            what += f" ({source})"
+        count = len(self.items)
+        raise WorkflowValidationError(
+            f"{what} has {count} problem{'s' if count != 1 else ''}; fix "
+            f"{'them' if count != 1 else 'it'} and load it again:\n" + "\n".join(lines),
+            data={"problems": self.items, "workflow": name, "source": source},
+        )
+
+
+def _closest(word: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _is_ref(value: Any) -> bool:
+    """A string that is exactly one ``${...}`` reference (a whole value)."""
+    if type(value) is not str or not value.startswith("${"):
+        return False
+    m = _TOKEN.fullmatch(value)
+    return m is not None and m.group(1) is not None
+
+
+# --- reading files --------------------------------------------------------------
+
+
+def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``.yaml``/``.yml``/``.json`` file into a dict.
+
+    Raises:
+        WorkflowValidationError: the file is missing, unreadable, empty, of an
+            unknown type, not a mapping, or has a syntax error (with line and
+            column in the problem).
+    """
+    p = Path(path)
+    problems = _Problems()
+    source = str(p)
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        problems.add(f"unsupported file type {p.suffix or '(none)'!r}; "
+                     "use a .yaml, .yml or .json file")
+        problems.raise_if_any(None, source)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add(f"file not found: {p.resolve()}; check the path "
+                     f"(relative paths start at {Path.cwd()})")
+    except IsADirectoryError:
+        problems.add(f"{p} is a directory, not a workflow file")
+    except UnicodeDecodeError as exc:
+        problems.add(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        problems.add(f"cannot read the file: {exc.strerror or exc}")
+    problems.raise_if_any(None, source)
+    doc: Any
+    if suffix == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problems.add(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}", line=exc.lineno, column=exc.colno)
+    else:
+        import yaml  # deferred: only files need it
+
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+            reason = exc.problem or exc.context or "invalid YAML"
+            problems.add(f"YAML syntax error at line {line}, column {col}: {reason}",
+                         line=line, column=col)
+        except yaml.YAMLError as exc:
+            problems.add(f"YAML error: {exc}")
+    problems.raise_if_any(None, source)
+    if doc is None:
+        problems.add("the file is empty; a workflow needs at least 'name' and 'tasks'")
+    elif not isinstance(doc, dict):
+        problems.add(f"the document is a {type(doc).__name__}; a workflow must be a mapping "
+                     "with 'name' and 'tasks'")
+    problems.raise_if_any(None, source)
+    return doc  # type: ignore[no-any-return]
+
+
+def load_workflow(source: WorkflowSource, *,
+                  methods: Mapping[str, MethodSpec] = METHODS) -> Workflow:
+    """Load and validate a workflow from a file path, a dict or a Workflow.
+
+    Relative paths in task params are later resolved against the file's folder
+    (kept as ``workflow.source_dir``).
+
+    Raises:
+        WorkflowValidationError: WORKFLOW_VALIDATION_FAILED, with every problem
+            in ``e.data["problems"]``.
+        CircularDependencyError: WORKFLOW_CIRCULAR_DEPENDENCY, with the cycle's
+            task ids in ``e.data["cycle"]``.
+    """
+    if isinstance(source, Workflow):
+        if source in _validated:
+            return source
+        from ._serde import unstructure_workflow  # deferred: avoids an import cycle
+
+        return parse_workflow(unstructure_workflow(source), source_dir=source.source_dir,
+                              methods=methods)
+    if isinstance(source, Mapping):
+        return parse_workflow(source, methods=methods)
+    if isinstance(source, (str, os.PathLike)):
+        doc = read_document(source)
+        path = Path(source)
+        return parse_workflow(doc, source=str(path), source_dir=str(path.resolve().parent),
+                              methods=methods)
+    problems = _Problems()
+    problems.add(f"cannot load a workflow from a {type(source).__name__}; pass a path to a "
+                 ".yaml/.json file, a dict or a Workflow")
+    problems.raise_if_any(None, None)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- parsing ---------------------------------------------------------------------
+
+
+def parse_workflow(doc: Mapping[str, Any], *, source: str | None = None,
+                   source_dir: str | None = None,
+                   methods: Mapping[str, MethodSpec] = METHODS) -> Workflow:
+    """Validate a workflow mapping (either document shape) and build a Workflow.
+
+    See :func:`load_workflow` for the errors raised.
+    """
+    problems = _Problems()
+    name = doc.get("name")
+    if name is None:
+        problems.add("missing required field 'name'", None, "name")
+    elif not isinstance(name, str) or not name.strip():
+        problems.add("'name' must be a non-empty string", None, "name")
+        name = None
+    for key in doc:
+        if key in _LEGACY_IGNORED:
+            log.debug("ignoring workflow field %r (accepted from the earlier gleitzeit)", key)
+        elif key not in _WORKFLOW_KEYS:
+            problems.unknown_key(key, _WORKFLOW_KEYS, None, "the workflow")
+    wf_id = _opt(doc, "id", (str,), problems, None) or uuid.uuid4().hex
+    description = _opt(doc, "description", (str,), problems, None)
+    timeout = _positive(doc, "timeout", problems, None)
+    metadata = _opt(doc, "metadata", (dict,), problems, None) or {}
+    max_parallel = _opt(doc, "max_parallel_tasks", (int,), problems, None)
+    if max_parallel is not None and max_parallel < 1:
+        problems.add("'max_parallel_tasks' must be at least 1", None, "max_parallel_tasks")
+        max_parallel = None
+
+    is_batch = doc.get("type") == "batch" or "batch" in doc
+    if "type" in doc and doc["type"] not in ("batch", "workflow"):
+        problems.add(f"'type' must be 'batch' (or left out), not {doc['type']!r}", None, "type")
+    batch: BatchSpec | None = None
+    template: dict[str, Any] | None = None
+    tasks: tuple[Task, ...] = ()
+    if is_batch:
+        batch, template = _parse_batch(doc, problems, methods)
+        if "tasks" in doc:
+            problems.add("a batch document takes no 'tasks'; its tasks come from "
+                         "'batch' and 'template'", None, "tasks")
+    else:
+        for key in ("batch", "template", "protocol"):
+            if key in doc:
+                problems.add(f"{key!r} belongs to batch documents (add 'type: batch')",
+                             None, key)
+        tasks = _parse_tasks(doc, problems, methods)
+    problems.raise_if_any(name, source)
+    workflow = Workflow(
+        id=str(wf_id), name=str(name), tasks=tasks, description=description,
+        timeout=timeout, max_concurrent=max_parallel, metadata=dict(metadata),
+        source_dir=source_dir, batch=batch, template=template,
+    )
+    _validated.add(workflow)
+    return workflow
+
+
+def _opt(raw: Mapping[str, Any], key: str, types: tuple[type, ...], problems: _Problems,
+         task: str | None) -> Any:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not type_ok(value, types):
+        problems.add(f"{key!r} must be {describe_types(types)}, not "
+                     f"{type(value).__name__} {value!r:.60}", task, key)
+        return None
+    return value
+
+
+def _positive(raw: Mapping[str, Any], key: str, problems: _Problems,
+              task: str | None) -> float | None:
+    value = _opt(raw, key, (int, float), problems, task)
+    if value is not None and value <= 0:
+        problems.add(f"{key!r} must be a positive number of seconds, not {value!r}", task, key)
+        return None
+    return None if value is None else float(value)
+
+
+def _ident(value: Any) -> str | None:
+    """Ids and names are strings; integers (from YAML ``id: 1``) are accepted."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _parse_tasks(doc: Mapping[str, Any], problems: _Problems,
+                 methods: Mapping[str, MethodSpec]) -> tuple[Task, ...]:
+    raw_tasks = doc.get("tasks")
+    if raw_tasks is None:
+        problems.add("missing required field 'tasks' (a list of tasks)", None, "tasks")
+        return ()
+    if not isinstance(raw_tasks, list):
+        problems.add(f"'tasks' must be a list of tasks, not {type(raw_tasks).__name__}",
+                     None, "tasks")
+        return ()
+    if not raw_tasks:
+        problems.add("'tasks' is empty; a workflow needs at least one task", None, "tasks")
+        return ()
+
+    parsed: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_tasks):
+        fields = _parse_task(raw, index, problems, methods)
+        if fields is not None:
+            parsed.append(fields)
+
+    by_id: dict[str, int] = {}
+    by_name: dict[str, int | None] = {}  # None: the name is shared (ambiguous)
+    for i, f in enumerate(parsed):
+        tid = f["id"]
+        if tid in by_id:
+            problems.add(f"duplicate task id {tid!r} (also task number "
+                         f"{parsed[by_id[tid]]['_index'] + 1}); give each task its own id",
+                         f["name"], "id")
+        else:
+            by_id[tid] = i
+        by_name[f["name"]] = None if f["name"] in by_name else i
+
+    def lookup(ref: str) -> int | None:
+        i = by_id.get(ref)
+        return by_name.get(ref) if i is None else i
+
+    deps_idx: list[list[int]] = []
+    for f in parsed:
+        label = f["name"]
+        seen: dict[int, None] = {}
+        for dep in f["deps"]:
+            j = lookup(dep)
+            if j is None:
+                if dep in by_name:
+                    problems.add(f"dependency {dep!r} is ambiguous: several tasks have "
+                                 "that name; depend on an id instead", label, "dependencies")
+                else:
+                    problems.add(f"dependency {dep!r} names no task in this workflow"
+                                 f"{_closest(dep, [*by_id, *by_name])}", label, "dependencies")
+            else:
+                seen[j] = None
+        for ref in f["refs"]:
+            j = lookup(ref.task)
+            if j is None:
+                problems.add(f"reference {ref.text} names no task {ref.task!r} in this "
+                             f"workflow{_closest(ref.task, [*by_id, *by_name])}", label,
+                             "params")
+            else:
+                seen[j] = None
+        deps_idx.append(list(seen))
+    if problems.items:
+        return ()
+
+    cycle = find_cycle(deps_idx)
+    if cycle is not None:
+        ids = [parsed[i]["id"] for i in cycle]
+        shown = " -> ".join(repr(t) for t in [*ids, ids[0]])
+        raise CircularDependencyError(
+            f"Workflow {doc.get('name')!r} has a dependency cycle: {shown} "
+            "(each depends on the next); remove one of these dependencies.",
+            data={"cycle": ids, "workflow": doc.get("name")},
+        )
+    return tuple(
+        Task(id=f["id"], name=f["name"], method=f["method"], protocol=f["protocol"],
+             params=f["params"], dependencies=tuple(parsed[j]["id"] for j in deps),
+             timeout=f["timeout"], retry=f["retry"], priority=f["priority"],
+             isolation=f["isolation"], description=f["description"], tags=f["tags"],
+             metadata=f["metadata"])
+        for f, deps in zip(parsed, deps_idx, strict=True)
+    )
+
+
+def _parse_task(raw: Any, index: int, problems: _Problems,
+                methods: Mapping[str, MethodSpec]) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        problems.add(f"task number {index + 1} must be a mapping, not "
+                     f"{type(raw).__name__}", f"#{index + 1}", None)
+        return None
+    tid = _ident(raw.get("id"))
+    name = _ident(raw.get("name"))
+    label = name or tid or f"#{index + 1}"
+    if tid is None and name is None:
+        problems.add("a task needs a 'name' (or an 'id')", label, "name")
+    for key in ("id", "name"):
+        if raw.get(key) is not None and _ident(raw[key]) is None:
+            problems.add(f"{key!r} must be a non-empty string", label, key)
+    for key in raw:
+        if key not in _TASK_KEYS:
+            problems.unknown_key(key, _TASK_KEYS, label, "the task")
+
+    method = raw.get("method")
+    spec: MethodSpec | None = None
+    if method is None:
+        problems.add("missing required field 'method' (e.g. 'python/execute' or 'llm/chat')",
+                     label, "method")
+    elif not isinstance(method, str):
+        problems.add("'method' must be a string", label, "method")
+    else:
+        spec = methods.get(method)
+        if spec is None:
+            problems.add(f"unknown method {method!r}{_closest(method, methods)}; known "
+                         f"methods: {', '.join(sorted(methods))}", label, "method")
+    protocol = raw.get("protocol")
+    if spec is not None:
+        if protocol is not None and protocol != spec.protocol:
+            problems.add(f"protocol {protocol!r} does not match method {method!r}; use "
+                         f"{spec.protocol!r} or leave 'protocol' out", label, "protocol")
+        protocol = spec.protocol
+
+    params: Any = raw.get("params")
+    if "params" in raw and "parameters" in raw:
+        problems.add("give 'params' or its alias 'parameters', not both", label, "params")
+    elif params is None:
+        params = raw.get("parameters")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        problems.add(f"'params' must be a mapping, not {type(params).__name__}", label,
+                     "params")
+        params = {}
+    if spec is not None:
+        _check_params(params, spec, problems, label, template=False)
+
+    refs = []
+    try:
+        refs = list(find_refs(params))
+    except RefSyntaxError as exc:
+        problems.add(str(exc), label, "params")
+
+    deps_raw = raw.get("dependencies")
+    deps: list[str] = []
+    if deps_raw is not None:
+        if isinstance(deps_raw, (str, int)) and not isinstance(deps_raw, bool):
+            deps_raw = [deps_raw]
+        if not isinstance(deps_raw, list):
+            problems.add("'dependencies' must be a list of task names or ids", label,
+                         "dependencies")
+        else:
+            for dep in deps_raw:
+                d = _ident(dep)
+                if d is None:
+                    problems.add(f"dependency {dep!r} must be a task name or id", label,
+                                 "dependencies")
+                else:
+                    deps.append(d)
+
+    retry = _parse_retry(raw.get("retry"), problems, label)
+    priority = 0
+    prio_raw = raw.get("priority")
+    if prio_raw is not None:
+        if isinstance(prio_raw, int) and not isinstance(prio_raw, bool):
+            priority = prio_raw
+        elif isinstance(prio_raw, str) and prio_raw.lower() in PRIORITY_NAMES:
+            priority = PRIORITY_NAMES[prio_raw.lower()]
+        else:
+            problems.add(f"'priority' must be an integer (higher runs first) or one of "
+                         f"{', '.join(PRIORITY_NAMES)}, not {prio_raw!r}", label, "priority")
+    isolation = raw.get("isolation")
+    if isolation is not None and isolation not in _ISOLATION:
+        problems.add(f"'isolation' must be 'process' or 'inline', not {isolation!r}", label,
+                     "isolation")
+        isolation = None
+    tags = _opt(raw, "tags", (list,), problems, label) or []
+    if not all(isinstance(t, str) for t in tags):
+        problems.add("'tags' must be a list of strings", label, "tags")
+        tags = []
+    return {
+        "_index": index,
+        "id": tid or name,
+        "name": name or tid,
+        "method": method,
+        "protocol": protocol,
+        "params": params,
+        "deps": deps,
+        "refs": refs,
+        "timeout": _positive(raw, "timeout", problems, label),
+        "retry": retry,
+        "priority": priority,
+        "isolation": isolation,
+        "description": _opt(raw, "description", (str,), problems, label),
+        "tags": tuple(tags),
+        "metadata": _opt(raw, "metadata", (dict,), problems, label) or {},
+    }
+
+
+def _check_params(params: Mapping[str, Any], spec: MethodSpec, problems: _Problems,
+                  label: str, *, template: bool) -> None:
+    """Check param names and types against the method's spec."""
+    accepted = spec.params
+    for key, value in params.items():
+        types = accepted.get(key)
+        if types is None:
+            problems.add(f"{spec.name} takes no parameter {key!r}"
+                         f"{_closest(str(key), accepted)}; it takes "
+                         f"{', '.join(accepted)}", label, f"params.{key}")
+        elif value is not None and not type_ok(value, types) and not _is_ref(value):
+            problems.add(f"parameter {key!r} must be {describe_types(types)}, not "
+                         f"{type(value).__name__}", label, f"params.{key}")
+    given = {k for k, v in params.items() if v is not None}
+    for group in spec.one_of:
+        count = len(given.intersection(group))
+        if count > 1:
+            problems.add(f"{spec.name} takes one of {' or '.join(map(repr, group))}, "
+                         "not both", label, "params")
+        elif count == 0 and not template:
+            problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
+    if not template:
+        for group in spec.any_of:
+            if not given.intersection(group):
+                problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label,
+                             "params")
+    for group in spec.at_most_one:
+        if len(given.intersection(group)) > 1:
+            problems.add(f"{' and '.join(map(repr, group))} are aliases; give only one",
+                         label, "params")
+    messages = params.get("messages")
+    if isinstance(messages, list):
+        for i, msg in enumerate(messages):
+            if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not (
+                isinstance(msg.get("content"), str) or "images" in msg
+            ):
+                problems.add(f"message {i + 1} must be a mapping with 'role' and 'content' "
+                             "strings", label, "params.messages")
+
+
+def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add("'retry' must be a mapping with 'max_attempts', 'base_delay' and "
+                     "'max_delay'", label, "retry")
+        return None
+    for key in raw:
+        if key not in _RETRY_KEYS:
+            problems.unknown_key(key, _RETRY_KEYS, label, "'retry'")
+    attempts = _opt(raw, "max_attempts", (int,), problems, label)
+    if attempts is not None and attempts < 1:
+        problems.add("'max_attempts' must be at least 1", label, "retry.max_attempts")
+        attempts = None
+    base = _opt(raw, "base_delay", (int, float), problems, label)
+    cap = _opt(raw, "max_delay", (int, float), problems, label)
+    for key, val in (("base_delay", base), ("max_delay", cap)):
+        if val is not None and val < 0:
+            problems.add(f"{key!r} must not be negative", label, f"retry.{key}")
+    jitter = _opt(raw, "jitter", (bool,), problems, label)
+    defaults = RetryPolicy()
+    return RetryPolicy(
+        max_attempts=attempts if attempts is not None else defaults.max_attempts,
+        base_delay=float(base) if base is not None and base >= 0 else defaults.base_delay,
+        max_delay=float(cap) if cap is not None and cap >= 0 else defaults.max_delay,
+        jitter=defaults.jitter if jitter is None else jitter,
+    )
+
+
+def _parse_batch(doc: Mapping[str, Any], problems: _Problems,
+                 methods: Mapping[str, MethodSpec]) -> tuple[BatchSpec | None,
+                                                             dict[str, Any] | None]:
+    raw = doc.get("batch")
+    spec: BatchSpec | None = None
+    if not isinstance(raw, dict):
+        problems.add("a batch document needs 'batch: {directory: ..., pattern: ...}' "
+                     "(or 'files: [...]')", None, "batch")
+    else:
+        for key in raw:
+            if key not in _BATCH_KEYS:
+                problems.unknown_key(key, _BATCH_KEYS, None, "'batch'")
+        directory = _opt(raw, "directory", (str,), problems, None)
+        files = _opt(raw, "files", (list,), problems, None) or []
+        if not all(isinstance(f, str) for f in files):
+            problems.add("'batch.files' must be a list of paths", None, "batch.files")
+            files = []
+        if directory is None and not files:
+            problems.add("'batch' needs a 'directory' or a list of 'files'", None, "batch")
+        spec = BatchSpec(
+            directory=directory,
+            pattern=_opt(raw, "pattern", (str,), problems, None) or "*",
+            files=tuple(files),
+            recursive=bool(_opt(raw, "recursive", (bool,), problems, None)),
+        )
+    template = doc.get("template")
+    if not isinstance(template, dict):
+        problems.add("a batch document needs a 'template' mapping with a 'method'", None,
+                     "template")
+        return spec, None
+    method = template.get("method")
+    method_spec = methods.get(method) if isinstance(method, str) else None
+    if method_spec is None:
+        problems.add(f"'template.method' must be a known method, not {method!r}"
+                     f"{_closest(str(method), methods)}", "template", "method")
+        return spec, dict(template)
+    protocol = doc.get("protocol") or template.get("protocol")
+    if protocol is not None and protocol != method_spec.protocol:
+        problems.add(f"protocol {protocol!r} does not match method {method!r}; use "
+                     f"{method_spec.protocol!r}", "template", "protocol")
+    nested = template.get("params", template.get("parameters"))
+    params = dict(nested) if isinstance(nested, dict) else {
+        k: v for k, v in template.items() if k not in _TEMPLATE_TASK_KEYS
+    }
+    _check_params(params, method_spec, problems, "template", template=True)
+    return spec, dict(template)
