@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .core._graph import find_cycle
-from .core._methods import METHODS, MethodSpec, describe_types, protocol_for, type_ok
+from .core._methods import METHODS, MethodSpec, describe_types, type_ok
 from .core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy, Task, Workflow
 from .core._refs import _TOKEN, RefSyntaxError, find_refs
 from .core.errors import CircularDependencyError, WorkflowValidationError
@@ -32,13 +32,38 @@ log = logging.getLogger("gleitzeit.loader")
 WorkflowSource = str | os.PathLike[str] | Mapping[str, Any] | Workflow
 
 _WORKFLOW_KEYS: Final = frozenset(
-    {"name", "description", "id", "tasks", "timeout", "metadata", "type", "batch",
-     "template", "protocol", "max_parallel_tasks"}
+    {
+        "name",
+        "description",
+        "id",
+        "tasks",
+        "timeout",
+        "metadata",
+        "type",
+        "batch",
+        "template",
+        "protocol",
+        "max_parallel_tasks",
+    }
 )
 _LEGACY_IGNORED: Final = frozenset({"version", "wait_for_completion", "providers"})
 _TASK_KEYS: Final = frozenset(
-    {"name", "id", "method", "protocol", "params", "parameters", "dependencies", "timeout",
-     "retry", "priority", "isolation", "description", "tags", "metadata"}
+    {
+        "name",
+        "id",
+        "method",
+        "protocol",
+        "params",
+        "parameters",
+        "dependencies",
+        "timeout",
+        "retry",
+        "priority",
+        "isolation",
+        "description",
+        "tags",
+        "metadata",
+    }
 )
 _RETRY_KEYS: Final = frozenset({"max_attempts", "base_delay", "max_delay", "jitter", "backoff"})
 _BATCH_KEYS: Final = frozenset({"directory", "pattern", "files", "recursive"})
@@ -58,12 +83,12 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def add(self, message: str, task: str | None = None, field: str | None = None,
-            **extra: Any) -> None:
+    def add(
+        self, message: str, task: str | None = None, field: str | None = None, **extra: Any
+    ) -> None:
         self.items.append({"task": task, "field": field, "message": message, **extra})
 
-    def unknown_key(self, key: Any, known: Iterable[str], task: str | None,
-                    where: str) -> None:
+    def unknown_key(self, key: Any, known: Iterable[str], task: str | None, where: str) -> None:
         hint = _closest(str(key), known)
         self.add(f"unknown field {key!r} in {where}{hint}", task, str(key))
 
@@ -92,7 +117,11 @@ class _Problems:
 
 
 def _closest(word: str, known: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    """A " (did you mean ...?)" hint; skipped for huge lists, where it would be slow."""
+    candidates = list(known)
+    if len(candidates) > 5000:
+        return ""
+    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
@@ -120,14 +149,16 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = str(p)
     suffix = p.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
-        problems.add(f"unsupported file type {p.suffix or '(none)'!r}; "
-                     "use a .yaml, .yml or .json file")
+        problems.add(
+            f"unsupported file type {p.suffix or '(none)'!r}; use a .yaml, .yml or .json file"
+        )
         problems.raise_if_any(None, source)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        problems.add(f"file not found: {p.resolve()}; check the path "
-                     f"(relative paths start at {Path.cwd()})")
+        problems.add(
+            f"file not found: {p.resolve()}; check the path (relative paths start at {Path.cwd()})"
+        )
     except IsADirectoryError:
         problems.add(f"{p} is a directory, not a workflow file")
     except UnicodeDecodeError as exc:
@@ -140,8 +171,11 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            problems.add(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: "
-                         f"{exc.msg}", line=exc.lineno, column=exc.colno)
+            problems.add(
+                f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                line=exc.lineno,
+                column=exc.colno,
+            )
     else:
         import yaml  # deferred: only files need it
 
@@ -151,22 +185,26 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
             reason = exc.problem or exc.context or "invalid YAML"
-            problems.add(f"YAML syntax error at line {line}, column {col}: {reason}",
-                         line=line, column=col)
+            problems.add(
+                f"YAML syntax error at line {line}, column {col}: {reason}", line=line, column=col
+            )
         except yaml.YAMLError as exc:
             problems.add(f"YAML error: {exc}")
     problems.raise_if_any(None, source)
     if doc is None:
         problems.add("the file is empty; a workflow needs at least 'name' and 'tasks'")
     elif not isinstance(doc, dict):
-        problems.add(f"the document is a {type(doc).__name__}; a workflow must be a mapping "
-                     "with 'name' and 'tasks'")
+        problems.add(
+            f"the document is a {type(doc).__name__}; a workflow must be a mapping "
+            "with 'name' and 'tasks'"
+        )
     problems.raise_if_any(None, source)
     return doc  # type: ignore[no-any-return]
 
 
-def load_workflow(source: WorkflowSource, *,
-                  methods: Mapping[str, MethodSpec] = METHODS) -> Workflow:
+def load_workflow(
+    source: WorkflowSource, *, methods: Mapping[str, MethodSpec] = METHODS
+) -> Workflow:
     """Load and validate a workflow from a file path, a dict or a Workflow.
 
     Relative paths in task params are later resolved against the file's folder
@@ -178,23 +216,26 @@ def load_workflow(source: WorkflowSource, *,
         CircularDependencyError: WORKFLOW_CIRCULAR_DEPENDENCY, with the cycle's
             task ids in ``e.data["cycle"]``.
     """
-    if isinstance(source, Workflow):
-        if source in _validated:
-            return source
+    obj: object = source  # callers without type checking may pass anything
+    if isinstance(obj, Workflow):
+        if obj in _validated:
+            return obj
         from ._serde import unstructure_workflow  # deferred: avoids an import cycle
 
-        return parse_workflow(unstructure_workflow(source), source_dir=source.source_dir,
-                              methods=methods)
-    if isinstance(source, Mapping):
-        return parse_workflow(source, methods=methods)
-    if isinstance(source, (str, os.PathLike)):
-        doc = read_document(source)
-        path = Path(source)
-        return parse_workflow(doc, source=str(path), source_dir=str(path.resolve().parent),
-                              methods=methods)
+        return parse_workflow(unstructure_workflow(obj), source_dir=obj.source_dir, methods=methods)
+    if isinstance(obj, Mapping):
+        return parse_workflow(obj, methods=methods)
+    if isinstance(obj, (str, os.PathLike)):
+        doc = read_document(obj)
+        path = Path(obj)
+        return parse_workflow(
+            doc, source=str(path), source_dir=str(path.resolve().parent), methods=methods
+        )
     problems = _Problems()
-    problems.add(f"cannot load a workflow from a {type(source).__name__}; pass a path to a "
-                 ".yaml/.json file, a dict or a Workflow")
+    problems.add(
+        f"cannot load a workflow from a {type(obj).__name__}; pass a path to a "
+        ".yaml/.json file, a dict or a Workflow"
+    )
     problems.raise_if_any(None, None)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -202,9 +243,13 @@ def load_workflow(source: WorkflowSource, *,
 # --- parsing ---------------------------------------------------------------------
 
 
-def parse_workflow(doc: Mapping[str, Any], *, source: str | None = None,
-                   source_dir: str | None = None,
-                   methods: Mapping[str, MethodSpec] = METHODS) -> Workflow:
+def parse_workflow(
+    doc: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    source_dir: str | None = None,
+    methods: Mapping[str, MethodSpec] = METHODS,
+) -> Workflow:
     """Validate a workflow mapping (either document shape) and build a Workflow.
 
     See :func:`load_workflow` for the errors raised.
@@ -239,38 +284,52 @@ def parse_workflow(doc: Mapping[str, Any], *, source: str | None = None,
     if is_batch:
         batch, template = _parse_batch(doc, problems, methods)
         if "tasks" in doc:
-            problems.add("a batch document takes no 'tasks'; its tasks come from "
-                         "'batch' and 'template'", None, "tasks")
+            problems.add(
+                "a batch document takes no 'tasks'; its tasks come from 'batch' and 'template'",
+                None,
+                "tasks",
+            )
     else:
         for key in ("batch", "template", "protocol"):
             if key in doc:
-                problems.add(f"{key!r} belongs to batch documents (add 'type: batch')",
-                             None, key)
+                problems.add(f"{key!r} belongs to batch documents (add 'type: batch')", None, key)
         tasks = _parse_tasks(doc, problems, methods)
     problems.raise_if_any(name, source)
     workflow = Workflow(
-        id=str(wf_id), name=str(name), tasks=tasks, description=description,
-        timeout=timeout, max_concurrent=max_parallel, metadata=dict(metadata),
-        source_dir=source_dir, batch=batch, template=template,
+        id=str(wf_id),
+        name=str(name),
+        tasks=tasks,
+        description=description,
+        timeout=timeout,
+        max_concurrent=max_parallel,
+        metadata=dict(metadata),
+        source_dir=source_dir,
+        batch=batch,
+        template=template,
     )
     _validated.add(workflow)
     return workflow
 
 
-def _opt(raw: Mapping[str, Any], key: str, types: tuple[type, ...], problems: _Problems,
-         task: str | None) -> Any:
+def _opt(
+    raw: Mapping[str, Any], key: str, types: tuple[type, ...], problems: _Problems, task: str | None
+) -> Any:
     value = raw.get(key)
     if value is None:
         return None
     if not type_ok(value, types):
-        problems.add(f"{key!r} must be {describe_types(types)}, not "
-                     f"{type(value).__name__} {value!r:.60}", task, key)
+        problems.add(
+            f"{key!r} must be {describe_types(types)}, not {type(value).__name__} {value!r:.60}",
+            task,
+            key,
+        )
         return None
     return value
 
 
-def _positive(raw: Mapping[str, Any], key: str, problems: _Problems,
-              task: str | None) -> float | None:
+def _positive(
+    raw: Mapping[str, Any], key: str, problems: _Problems, task: str | None
+) -> float | None:
     value = _opt(raw, key, (int, float), problems, task)
     if value is not None and value <= 0:
         problems.add(f"{key!r} must be a positive number of seconds, not {value!r}", task, key)
@@ -287,15 +346,17 @@ def _ident(value: Any) -> str | None:
     return None
 
 
-def _parse_tasks(doc: Mapping[str, Any], problems: _Problems,
-                 methods: Mapping[str, MethodSpec]) -> tuple[Task, ...]:
+def _parse_tasks(
+    doc: Mapping[str, Any], problems: _Problems, methods: Mapping[str, MethodSpec]
+) -> tuple[Task, ...]:
     raw_tasks = doc.get("tasks")
     if raw_tasks is None:
         problems.add("missing required field 'tasks' (a list of tasks)", None, "tasks")
         return ()
     if not isinstance(raw_tasks, list):
-        problems.add(f"'tasks' must be a list of tasks, not {type(raw_tasks).__name__}",
-                     None, "tasks")
+        problems.add(
+            f"'tasks' must be a list of tasks, not {type(raw_tasks).__name__}", None, "tasks"
+        )
         return ()
     if not raw_tasks:
         problems.add("'tasks' is empty; a workflow needs at least one task", None, "tasks")
@@ -312,9 +373,12 @@ def _parse_tasks(doc: Mapping[str, Any], problems: _Problems,
     for i, f in enumerate(parsed):
         tid = f["id"]
         if tid in by_id:
-            problems.add(f"duplicate task id {tid!r} (also task number "
-                         f"{parsed[by_id[tid]]['_index'] + 1}); give each task its own id",
-                         f["name"], "id")
+            problems.add(
+                f"duplicate task id {tid!r} (also task number "
+                f"{parsed[by_id[tid]]['_index'] + 1}); give each task its own id",
+                f["name"],
+                "id",
+            )
         else:
             by_id[tid] = i
         by_name[f["name"]] = None if f["name"] in by_name else i
@@ -331,19 +395,30 @@ def _parse_tasks(doc: Mapping[str, Any], problems: _Problems,
             j = lookup(dep)
             if j is None:
                 if dep in by_name:
-                    problems.add(f"dependency {dep!r} is ambiguous: several tasks have "
-                                 "that name; depend on an id instead", label, "dependencies")
+                    problems.add(
+                        f"dependency {dep!r} is ambiguous: several tasks have "
+                        "that name; depend on an id instead",
+                        label,
+                        "dependencies",
+                    )
                 else:
-                    problems.add(f"dependency {dep!r} names no task in this workflow"
-                                 f"{_closest(dep, [*by_id, *by_name])}", label, "dependencies")
+                    problems.add(
+                        f"dependency {dep!r} names no task in this workflow"
+                        f"{_closest(dep, [*by_id, *by_name])}",
+                        label,
+                        "dependencies",
+                    )
             else:
                 seen[j] = None
         for ref in f["refs"]:
             j = lookup(ref.task)
             if j is None:
-                problems.add(f"reference {ref.text} names no task {ref.task!r} in this "
-                             f"workflow{_closest(ref.task, [*by_id, *by_name])}", label,
-                             "params")
+                problems.add(
+                    f"reference {ref.text} names no task {ref.task!r} in this "
+                    f"workflow{_closest(ref.task, [*by_id, *by_name])}",
+                    label,
+                    "params",
+                )
             else:
                 seen[j] = None
         deps_idx.append(list(seen))
@@ -360,20 +435,34 @@ def _parse_tasks(doc: Mapping[str, Any], problems: _Problems,
             data={"cycle": ids, "workflow": doc.get("name")},
         )
     return tuple(
-        Task(id=f["id"], name=f["name"], method=f["method"], protocol=f["protocol"],
-             params=f["params"], dependencies=tuple(parsed[j]["id"] for j in deps),
-             timeout=f["timeout"], retry=f["retry"], priority=f["priority"],
-             isolation=f["isolation"], description=f["description"], tags=f["tags"],
-             metadata=f["metadata"])
+        Task(
+            id=f["id"],
+            name=f["name"],
+            method=f["method"],
+            protocol=f["protocol"],
+            params=f["params"],
+            dependencies=tuple(parsed[j]["id"] for j in deps),
+            timeout=f["timeout"],
+            retry=f["retry"],
+            priority=f["priority"],
+            isolation=f["isolation"],
+            description=f["description"],
+            tags=f["tags"],
+            metadata=f["metadata"],
+        )
         for f, deps in zip(parsed, deps_idx, strict=True)
     )
 
 
-def _parse_task(raw: Any, index: int, problems: _Problems,
-                methods: Mapping[str, MethodSpec]) -> dict[str, Any] | None:
+def _parse_task(
+    raw: Any, index: int, problems: _Problems, methods: Mapping[str, MethodSpec]
+) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
-        problems.add(f"task number {index + 1} must be a mapping, not "
-                     f"{type(raw).__name__}", f"#{index + 1}", None)
+        problems.add(
+            f"task number {index + 1} must be a mapping, not {type(raw).__name__}",
+            f"#{index + 1}",
+            None,
+        )
         return None
     tid = _ident(raw.get("id"))
     name = _ident(raw.get("name"))
@@ -390,20 +479,29 @@ def _parse_task(raw: Any, index: int, problems: _Problems,
     method = raw.get("method")
     spec: MethodSpec | None = None
     if method is None:
-        problems.add("missing required field 'method' (e.g. 'python/execute' or 'llm/chat')",
-                     label, "method")
+        problems.add(
+            "missing required field 'method' (e.g. 'python/execute' or 'llm/chat')", label, "method"
+        )
     elif not isinstance(method, str):
         problems.add("'method' must be a string", label, "method")
     else:
         spec = methods.get(method)
         if spec is None:
-            problems.add(f"unknown method {method!r}{_closest(method, methods)}; known "
-                         f"methods: {', '.join(sorted(methods))}", label, "method")
+            problems.add(
+                f"unknown method {method!r}{_closest(method, methods)}; known "
+                f"methods: {', '.join(sorted(methods))}",
+                label,
+                "method",
+            )
     protocol = raw.get("protocol")
     if spec is not None:
         if protocol is not None and protocol != spec.protocol:
-            problems.add(f"protocol {protocol!r} does not match method {method!r}; use "
-                         f"{spec.protocol!r} or leave 'protocol' out", label, "protocol")
+            problems.add(
+                f"protocol {protocol!r} does not match method {method!r}; use "
+                f"{spec.protocol!r} or leave 'protocol' out",
+                label,
+                "protocol",
+            )
         protocol = spec.protocol
 
     params: Any = raw.get("params")
@@ -414,8 +512,7 @@ def _parse_task(raw: Any, index: int, problems: _Problems,
     if params is None:
         params = {}
     elif not isinstance(params, dict):
-        problems.add(f"'params' must be a mapping, not {type(params).__name__}", label,
-                     "params")
+        problems.add(f"'params' must be a mapping, not {type(params).__name__}", label, "params")
         params = {}
     if spec is not None:
         _check_params(params, spec, problems, label, template=False)
@@ -432,14 +529,16 @@ def _parse_task(raw: Any, index: int, problems: _Problems,
         if isinstance(deps_raw, (str, int)) and not isinstance(deps_raw, bool):
             deps_raw = [deps_raw]
         if not isinstance(deps_raw, list):
-            problems.add("'dependencies' must be a list of task names or ids", label,
-                         "dependencies")
+            problems.add(
+                "'dependencies' must be a list of task names or ids", label, "dependencies"
+            )
         else:
             for dep in deps_raw:
                 d = _ident(dep)
                 if d is None:
-                    problems.add(f"dependency {dep!r} must be a task name or id", label,
-                                 "dependencies")
+                    problems.add(
+                        f"dependency {dep!r} must be a task name or id", label, "dependencies"
+                    )
                 else:
                     deps.append(d)
 
@@ -452,17 +551,24 @@ def _parse_task(raw: Any, index: int, problems: _Problems,
         elif isinstance(prio_raw, str) and prio_raw.lower() in PRIORITY_NAMES:
             priority = PRIORITY_NAMES[prio_raw.lower()]
         else:
-            problems.add(f"'priority' must be an integer (higher runs first) or one of "
-                         f"{', '.join(PRIORITY_NAMES)}, not {prio_raw!r}", label, "priority")
+            problems.add(
+                f"'priority' must be an integer (higher runs first) or one of "
+                f"{', '.join(PRIORITY_NAMES)}, not {prio_raw!r}",
+                label,
+                "priority",
+            )
     isolation = raw.get("isolation")
     if isolation is not None and isolation not in _ISOLATION:
-        problems.add(f"'isolation' must be 'process' or 'inline', not {isolation!r}", label,
-                     "isolation")
+        problems.add(
+            f"'isolation' must be 'process' or 'inline', not {isolation!r}", label, "isolation"
+        )
         isolation = None
     tags = _opt(raw, "tags", (list,), problems, label) or []
     if not all(isinstance(t, str) for t in tags):
         problems.add("'tags' must be a list of strings", label, "tags")
         tags = []
+    if tid is None and name is None:
+        return None
     return {
         "_index": index,
         "id": tid or name,
@@ -482,52 +588,71 @@ def _parse_task(raw: Any, index: int, problems: _Problems,
     }
 
 
-def _check_params(params: Mapping[str, Any], spec: MethodSpec, problems: _Problems,
-                  label: str, *, template: bool) -> None:
+def _check_params(
+    params: Mapping[str, Any], spec: MethodSpec, problems: _Problems, label: str, *, template: bool
+) -> None:
     """Check param names and types against the method's spec."""
     accepted = spec.params
     for key, value in params.items():
         types = accepted.get(key)
         if types is None:
-            problems.add(f"{spec.name} takes no parameter {key!r}"
-                         f"{_closest(str(key), accepted)}; it takes "
-                         f"{', '.join(accepted)}", label, f"params.{key}")
+            problems.add(
+                f"{spec.name} takes no parameter {key!r}"
+                f"{_closest(str(key), accepted)}; it takes "
+                f"{', '.join(accepted)}",
+                label,
+                f"params.{key}",
+            )
         elif value is not None and not type_ok(value, types) and not _is_ref(value):
-            problems.add(f"parameter {key!r} must be {describe_types(types)}, not "
-                         f"{type(value).__name__}", label, f"params.{key}")
+            problems.add(
+                f"parameter {key!r} must be {describe_types(types)}, not {type(value).__name__}",
+                label,
+                f"params.{key}",
+            )
     given = {k for k, v in params.items() if v is not None}
     for group in spec.one_of:
         count = len(given.intersection(group))
         if count > 1:
-            problems.add(f"{spec.name} takes one of {' or '.join(map(repr, group))}, "
-                         "not both", label, "params")
+            problems.add(
+                f"{spec.name} takes one of {' or '.join(map(repr, group))}, not both",
+                label,
+                "params",
+            )
         elif count == 0 and not template:
             problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
     if not template:
         for group in spec.any_of:
             if not given.intersection(group):
-                problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label,
-                             "params")
+                problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
     for group in spec.at_most_one:
         if len(given.intersection(group)) > 1:
-            problems.add(f"{' and '.join(map(repr, group))} are aliases; give only one",
-                         label, "params")
+            problems.add(
+                f"{' and '.join(map(repr, group))} are aliases; give only one", label, "params"
+            )
     messages = params.get("messages")
     if isinstance(messages, list):
         for i, msg in enumerate(messages):
-            if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not (
-                isinstance(msg.get("content"), str) or "images" in msg
+            if (
+                not isinstance(msg, dict)
+                or not isinstance(msg.get("role"), str)
+                or not (isinstance(msg.get("content"), str) or "images" in msg)
             ):
-                problems.add(f"message {i + 1} must be a mapping with 'role' and 'content' "
-                             "strings", label, "params.messages")
+                problems.add(
+                    f"message {i + 1} must be a mapping with 'role' and 'content' strings",
+                    label,
+                    "params.messages",
+                )
 
 
 def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        problems.add("'retry' must be a mapping with 'max_attempts', 'base_delay' and "
-                     "'max_delay'", label, "retry")
+        problems.add(
+            "'retry' must be a mapping with 'max_attempts', 'base_delay' and 'max_delay'",
+            label,
+            "retry",
+        )
         return None
     for key in raw:
         if key not in _RETRY_KEYS:
@@ -551,14 +676,17 @@ def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | Non
     )
 
 
-def _parse_batch(doc: Mapping[str, Any], problems: _Problems,
-                 methods: Mapping[str, MethodSpec]) -> tuple[BatchSpec | None,
-                                                             dict[str, Any] | None]:
+def _parse_batch(
+    doc: Mapping[str, Any], problems: _Problems, methods: Mapping[str, MethodSpec]
+) -> tuple[BatchSpec | None, dict[str, Any] | None]:
     raw = doc.get("batch")
     spec: BatchSpec | None = None
     if not isinstance(raw, dict):
-        problems.add("a batch document needs 'batch: {directory: ..., pattern: ...}' "
-                     "(or 'files: [...]')", None, "batch")
+        problems.add(
+            "a batch document needs 'batch: {directory: ..., pattern: ...}' (or 'files: [...]')",
+            None,
+            "batch",
+        )
     else:
         for key in raw:
             if key not in _BATCH_KEYS:
@@ -578,22 +706,32 @@ def _parse_batch(doc: Mapping[str, Any], problems: _Problems,
         )
     template = doc.get("template")
     if not isinstance(template, dict):
-        problems.add("a batch document needs a 'template' mapping with a 'method'", None,
-                     "template")
+        problems.add(
+            "a batch document needs a 'template' mapping with a 'method'", None, "template"
+        )
         return spec, None
     method = template.get("method")
     method_spec = methods.get(method) if isinstance(method, str) else None
     if method_spec is None:
-        problems.add(f"'template.method' must be a known method, not {method!r}"
-                     f"{_closest(str(method), methods)}", "template", "method")
+        problems.add(
+            f"'template.method' must be a known method, not {method!r}"
+            f"{_closest(str(method), methods)}",
+            "template",
+            "method",
+        )
         return spec, dict(template)
     protocol = doc.get("protocol") or template.get("protocol")
     if protocol is not None and protocol != method_spec.protocol:
-        problems.add(f"protocol {protocol!r} does not match method {method!r}; use "
-                     f"{method_spec.protocol!r}", "template", "protocol")
+        problems.add(
+            f"protocol {protocol!r} does not match method {method!r}; use {method_spec.protocol!r}",
+            "template",
+            "protocol",
+        )
     nested = template.get("params", template.get("parameters"))
-    params = dict(nested) if isinstance(nested, dict) else {
-        k: v for k, v in template.items() if k not in _TEMPLATE_TASK_KEYS
-    }
+    params = (
+        dict(nested)
+        if isinstance(nested, dict)
+        else {k: v for k, v in template.items() if k not in _TEMPLATE_TASK_KEYS}
+    )
     _check_params(params, method_spec, problems, "template", template=True)
     return spec, dict(template)

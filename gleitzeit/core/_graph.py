@@ -6,7 +6,10 @@ million tasks validates without recursion limits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["dependents_of", "find_cycle", "topological_order"]
 

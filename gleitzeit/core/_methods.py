@@ -84,7 +84,9 @@ _SPECS: Final = (
         any_of=(("images", "image_path", "image_paths"),),
     ),
     MethodSpec("mcp/tool.echo", {"message": (str,), "arguments": (dict,)}),
-    MethodSpec("mcp/tool.add", {"a": (int, float, str), "b": (int, float, str), "arguments": (dict,)}),
+    MethodSpec(
+        "mcp/tool.add", {"a": (int, float, str), "b": (int, float, str), "arguments": (dict,)}
+    ),
     MethodSpec("mcp/tool.multiply", {"a": _NUM, "b": _NUM, "arguments": (dict,)}),
     MethodSpec("mcp/tool.concat", {"strings": (list,), "separator": _TEXT, "arguments": (dict,)}),
 )
@@ -95,8 +97,14 @@ METHODS: Final[dict[str, MethodSpec]] = {spec.name: spec for spec in _SPECS}
 
 def describe_types(types: tuple[type, ...]) -> str:
     """``(int, float)`` → ``"a number"`` and so on, for error messages."""
-    names = {int: "an integer", float: "a number", str: "a string", dict: "a mapping",
-             list: "a list", bool: "true/false"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+        bool: "true/false",
+    }
     if set(types) >= {int, float}:
         rest = [t for t in types if t not in (int, float)]
         return " or ".join(["a number", *(names.get(t, t.__name__) for t in rest)])

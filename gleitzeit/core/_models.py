@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Where a task is in its life.
 
     ``completed``, ``failed``, ``skipped`` and ``cancelled`` are final.
@@ -48,7 +48,7 @@ _FINAL_TASK: Final = frozenset(
 )
 
 
-class WorkflowStatus(str, enum.Enum):
+class WorkflowStatus(enum.StrEnum):
     """Where a workflow is in its life; the last three are final."""
 
     PENDING = "pending"
@@ -87,7 +87,7 @@ class RetryPolicy:
             attempt: The attempt that just failed, counting from 1.
             rand: A random number in [0, 1) used for jitter.
         """
-        base = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
+        base = min(self.max_delay, self.base_delay * (2.0 ** max(0, attempt - 1)))
         return base * (0.5 + rand / 2) if self.jitter else base
 
 
@@ -183,7 +183,7 @@ class Workflow:
         return None
 
 
-for _cls in (RetryPolicy, Task, BatchSpec, TaskResult, Workflow):
-    attrs.resolve_types(_cls)  # before __module__ changes where names are looked up
-for _cls in (TaskStatus, WorkflowStatus, RetryPolicy, Task, BatchSpec, TaskResult, Workflow):
-    _cls.__module__ = "gleitzeit"
+for _model in (RetryPolicy, Task, BatchSpec, TaskResult, Workflow):
+    attrs.resolve_types(_model)  # before __module__ changes where names are looked up
+for _public in (TaskStatus, WorkflowStatus, RetryPolicy, Task, BatchSpec, TaskResult, Workflow):
+    _public.__module__ = "gleitzeit"

@@ -258,7 +258,13 @@ def _escape_body(text: str, quote: str, fstring: bool) -> str:
             out.append(ch)
         else:
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
     return "".join(out)
 
 
@@ -275,9 +281,7 @@ def _escape_bytes_body(text: str, quote: str) -> str:
     return "".join(out)
 
 
-def _substitute_in_string(
-    body: str, prefix: str, quote: str, lookup: Lookup
-) -> str:
+def _substitute_in_string(body: str, prefix: str, quote: str, lookup: Lookup) -> str:
     low = prefix.lower()
     raw, is_bytes, fstring = "r" in low, "b" in low, "f" in low
     out: list[str] = []
@@ -303,7 +307,7 @@ def _substitute_in_string(
                     # A raw literal cannot hold every text: close it, add an
                     # escaped literal, reopen (adjacent literals concatenate).
                     lit = repr(text.encode("utf-8", "surrogatepass")) if is_bytes else repr(text)
-                    out.append(f"{quote}{lit}{prefix}{quote}")
+                    out.append(f"{quote} {lit} {prefix}{quote}")
                 elif is_bytes:
                     out.append(_escape_bytes_body(text, quote))
                 else:
@@ -316,11 +320,10 @@ def _substitute_in_string(
             pos += 2
             continue
         if fstring:
-            if body.startswith("{{", pos) or body.startswith("}}", pos):
-                if depth == 0:
-                    out.append(body[pos : pos + 2])
-                    pos += 2
-                    continue
+            if depth == 0 and body[pos : pos + 2] in ("{{", "}}"):
+                out.append(body[pos : pos + 2])
+                pos += 2
+                continue
             if ch == "{":
                 depth += 1
             elif ch == "}" and depth > 0:
