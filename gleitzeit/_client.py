@@ -1,0 +1,454 @@
+"""GleitzeitClient: the async API. Its blocking twin is generated from it (``_sync.py``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import anyio
+import anyio.lowlevel
+
+from ._config import (
+    DEFAULT_OLLAMA_URL,
+    DEFAULT_PERSISTENCE,
+    ISOLATION_MODES,
+    PERSISTENCE_BACKENDS,
+    check_choice,
+    resolve_option,
+    setup_logging,
+)
+from ._engine import Engine, Run, stored_snapshot
+from ._loader import WorkflowSource, load_workflow
+from ._providers import Call
+from ._providers.builtin import BuiltinToolsProvider
+from ._providers.python import PythonProvider
+from .core._events import Event, EventKind
+from .core._models import Workflow, WorkflowStatus
+from .core.errors import (
+    ErrorCode,
+    GleitzeitError,
+    TaskError,
+    WorkflowError,
+    error_from_dict,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._stores import Store, StoredRun
+
+__all__ = ["GleitzeitClient"]
+
+
+log = logging.getLogger("gleitzeit.client")
+
+_KEEP_FINISHED: Final = 64
+
+
+class GleitzeitClient:
+    """Runs workflows in this process. Use it as ``async with GleitzeitClient() as c:``.
+
+    Works under ``asyncio.run`` and ``trio.run``. Every task, worker process and
+    connection it starts ends with its ``async with`` block; workflows started
+    with :meth:`run_workflow_async` and not awaited are cancelled then.
+
+    Args:
+        persistence: ``"sqlite"`` (default), ``"journal"``, ``"memory"`` or
+            ``"redis"``; ``$GLEITZEIT_PERSISTENCE_BACKEND`` overrides the default.
+        db_path: The sqlite or journal file (default ``~/.gleitzeit/gleitzeit.db``;
+            ``$GLEITZEIT_SQLITE_PATH``).
+        redis_url: Redis URL for ``persistence="redis"`` (``$GLEITZEIT_REDIS_URL``).
+        ollama_url: Ollama's base URL (``$GLEITZEIT_OLLAMA_URL``).
+        debug: Log task starts, finishes and substitutions at DEBUG level
+            (``$GLEITZEIT_LOG_LEVEL`` sets a level without it).
+        max_concurrent: Most tasks in flight per workflow run (a workflow's
+            ``max_parallel_tasks`` overrides it).
+        isolation: Where ``python/execute`` code runs: ``"process"`` (warm worker
+            processes, killable on timeout) or ``"inline"`` (this process: fast,
+            for trusted code; a timeout cannot interrupt a busy loop there).
+        workers: Python worker processes (default: the number of CPUs).
+
+    Raises:
+        ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
+            isolation mode or log level.
+    """
+
+    def __init__(
+        self,
+        persistence: str = DEFAULT_PERSISTENCE,
+        db_path: str | os.PathLike[str] | None = None,
+        redis_url: str | None = None,
+        ollama_url: str = DEFAULT_OLLAMA_URL,
+        debug: bool = False,
+        *,
+        max_concurrent: int = 16,
+        isolation: Literal["process", "inline"] = "process",
+        workers: int | None = None,
+    ) -> None:
+        setup_logging(debug)
+        backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
+        self.persistence = check_choice(
+            "persistence", backend, PERSISTENCE_BACKENDS, "GLEITZEIT_PERSISTENCE_BACKEND"
+        )
+        path = resolve_option(None if db_path is None else os.fspath(db_path),
+                              "GLEITZEIT_SQLITE_PATH")
+        self.db_path = path
+        self.redis_url = resolve_option(redis_url, "GLEITZEIT_REDIS_URL")
+        self.ollama_url = resolve_option(ollama_url, "GLEITZEIT_OLLAMA_URL") or str(ollama_url)
+        self.debug = debug
+        self.isolation = check_choice("isolation", isolation, ISOLATION_MODES)
+        if max_concurrent < 1:
+            from .core.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"max_concurrent must be at least 1, not {max_concurrent}.",
+                data={"option": "max_concurrent", "value": max_concurrent},
+            )
+        self.max_concurrent = max_concurrent
+        self._python = PythonProvider(workers)
+        self._store = self._make_store()
+        self._engine = Engine(
+            [self._python, BuiltinToolsProvider()],
+            self._store,
+            max_concurrent=max_concurrent,
+            isolation=self.isolation,
+        )
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._runs: dict[str, Run] = {}
+        self._finished: OrderedDict[str, Run] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return (
+            f"<GleitzeitClient persistence={self.persistence!r} state={self._state} "
+            f"isolation={self.isolation!r} running={len(self._runs)}>"
+        )
+
+    def _make_store(self) -> Store:
+        from ._stores.memory import MemoryStore
+
+        if self.persistence != "memory":
+            log.warning("persistence %r is not available yet; using memory", self.persistence)
+        return MemoryStore()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> GleitzeitClient:
+        if self._state != "new":
+            raise GleitzeitError(
+                "A GleitzeitClient can be entered once; create a new client for a new "
+                "'async with' block.",
+                ErrorCode.SYSTEM_SHUTDOWN,
+            )
+        self._state = "open"
+        await self._store.open()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._state = "closed"
+        assert self._tg is not None
+        try:
+            self._tg.cancel_scope.cancel()  # unawaited background runs end here
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for provider in self._engine.providers:
+                    await provider.aclose()
+                await self._store.aclose()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise GleitzeitError(
+                "The client is not open; use it inside 'async with GleitzeitClient() as "
+                "client:'" + (" (this one was already closed)." if self._state == "closed"
+                              else "."),
+                ErrorCode.SYSTEM_NOT_INITIALIZED if self._state == "new"
+                else ErrorCode.SYSTEM_SHUTDOWN,
+            )
+
+    # --- internals ------------------------------------------------------------
+
+    async def _submit(self, workflow: WorkflowSource) -> Run:
+        self._check_open()
+        wf = load_workflow(workflow)
+        await anyio.lowlevel.checkpoint()
+        if wf.is_batch:
+            raise WorkflowError(
+                f"Workflow {wf.name!r} is a batch document; batch processing is not "
+                "available in this version.",
+                ErrorCode.METHOD_NOT_SUPPORTED,
+                {"workflow_id": wf.id},
+            )
+        if wf.id in self._runs:
+            raise WorkflowError(
+                f"Workflow {wf.id!r} is already running; wait for it or give the new run "
+                "another id.",
+                ErrorCode.WORKFLOW_INVALID_STATE,
+                {"workflow_id": wf.id},
+            )
+        run = self._engine.prepare(wf)
+        await self._store.record(
+            [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=run.created_at,
+                   workflow=wf)]
+        )
+        self._runs[wf.id] = run
+        return run
+
+    async def _execute(self, run: Run) -> None:
+        try:
+            await self._engine.execute(run)
+        finally:
+            self._runs.pop(run.id, None)
+            self._finished[run.id] = run
+            while len(self._finished) > _KEEP_FINISHED:
+                self._finished.popitem(last=False)
+
+    def _live(self, workflow_id: str) -> Run | None:
+        return self._runs.get(workflow_id) or self._finished.get(workflow_id)
+
+    async def _stored(self, workflow_id: str) -> StoredRun:
+        stored = await self._store.load(workflow_id)
+        if stored is None:
+            raise WorkflowError(
+                f"No workflow with id {workflow_id!r} in the {self.persistence} store; "
+                "list_workflows() shows the known ones.",
+                ErrorCode.WORKFLOW_NOT_FOUND,
+                {"workflow_id": workflow_id},
+            )
+        return stored
+
+    # --- workflows -------------------------------------------------------------
+
+    async def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:
+        """Run a workflow to its end and return every task's result.
+
+        Args:
+            workflow: A path to a YAML/JSON file, a dict, or a Workflow.
+
+        Returns:
+            Task id → result dict, in document order.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED / WORKFLOW_CIRCULAR_DEPENDENCY
+                before anything runs; WORKFLOW_TIMEOUT, WORKFLOW_CANCELLED.
+            TaskError: the first failed task's error (TASK_EXECUTION_FAILED,
+                TASK_TIMEOUT, TASK_PARAMETER_ERROR, ...), with ``task_id``,
+                ``workflow_id`` and the completed ``results`` in ``e.data``.
+            ProviderError: as TaskError, when a provider failed the task.
+        """
+        run = await self._submit(workflow)
+        await self._execute(run)
+        return run.raise_for_status()
+
+    async def create_workflow(
+        self, name: str, tasks: list[dict[str, Any]], description: str | None = None
+    ) -> Workflow:
+        """Build and validate a workflow without running it.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED or WORKFLOW_CIRCULAR_DEPENDENCY.
+        """
+        await anyio.lowlevel.checkpoint()
+        doc: dict[str, Any] = {"name": name, "tasks": tasks}
+        if description is not None:
+            doc["description"] = description
+        return load_workflow(doc)
+
+    async def run_workflow_async(self, workflow: WorkflowSource) -> Workflow:
+        """Start a workflow in the background and return at once.
+
+        The run lives inside this client: follow it with
+        :meth:`get_workflow_status`, collect it with :meth:`wait_for_workflow`.
+        Leaving the client's ``async with`` cancels it if it is still running.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED / WORKFLOW_CIRCULAR_DEPENDENCY.
+        """
+        run = await self._submit(workflow)
+        assert self._tg is not None
+        self._tg.start_soon(self._execute, run, name=f"gleitzeit workflow {run.id}")
+        return run.snapshot()
+
+    async def get_workflow_status(self, workflow_id: str) -> Workflow | None:
+        """A snapshot of a workflow: ``.status``, counts, and every task's status.
+
+        Returns None for an unknown id.
+        """
+        self._check_open()
+        run = self._live(workflow_id)
+        if run is not None:
+            await anyio.lowlevel.checkpoint()
+            return run.snapshot()
+        stored = await self._store.load(workflow_id)
+        return None if stored is None else stored_snapshot(stored)
+
+    async def wait_for_workflow(
+        self, workflow_id: str, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Wait for a workflow to finish and return its results (as :meth:`run_workflow`).
+
+        Raises:
+            WorkflowError: WORKFLOW_TIMEOUT if ``timeout`` seconds pass first (the
+                workflow keeps running); WORKFLOW_NOT_FOUND for an unknown id;
+                otherwise as :meth:`run_workflow`.
+        """
+        self._check_open()
+        run = self._live(workflow_id)
+        if run is None:
+            stored = await self._stored(workflow_id)
+            return _stored_results(stored)
+        with anyio.move_on_after(timeout):
+            await run.done.wait()
+        if not run.done.is_set():
+            raise WorkflowError(
+                f"Workflow {workflow_id!r} did not finish within {timeout:g} s; it is still "
+                "running (wait again, or cancel it).",
+                ErrorCode.WORKFLOW_TIMEOUT,
+                {"workflow_id": workflow_id, "timeout_seconds": timeout},
+            )
+        return run.raise_for_status()
+
+    async def cancel_workflow(self, workflow_id: str) -> bool:
+        """Cancel a running workflow: no new task starts, running ones are stopped.
+
+        Returns:
+            True if the workflow was running here and is now cancelled.
+        """
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        run = self._runs.get(workflow_id)
+        if run is None or run.done.is_set():
+            return False
+        run.cancel_requested = True
+        if run.scope is not None:
+            run.scope.cancel()
+        await run.done.wait()
+        return True
+
+    async def resume_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Run the tasks of a stored workflow that have no recorded completion.
+
+        Completed results are reused, never recomputed.
+
+        Raises:
+            WorkflowError: WORKFLOW_NOT_FOUND; WORKFLOW_INVALID_STATE if it is
+                running in this client; otherwise as :meth:`run_workflow`.
+        """
+        self._check_open()
+        if workflow_id in self._runs:
+            raise WorkflowError(
+                f"Workflow {workflow_id!r} is running in this client; use "
+                "wait_for_workflow() instead.",
+                ErrorCode.WORKFLOW_INVALID_STATE,
+                {"workflow_id": workflow_id},
+            )
+        stored = await self._stored(workflow_id)
+        run = self._engine.prepare(stored.workflow, completed=stored.results)
+        run.created_at = stored.created_at or time.time()
+        self._runs[workflow_id] = run
+        await self._execute(run)
+        return run.raise_for_status()
+
+    async def list_workflows(self, limit: int = 20) -> list[Workflow]:
+        """The most recently submitted workflows, newest first, as status snapshots."""
+        self._check_open()
+        stored = await self._store.list_runs(limit)
+        out = []
+        for item in stored:
+            run = self._runs.get(item.workflow.id)
+            out.append(run.snapshot() if run is not None else stored_snapshot(item))
+        return out
+
+    async def get_task_result(self, workflow_id: str, task_id: str) -> dict[str, Any] | None:
+        """One task's result dict (by id or name), or None while it has none.
+
+        Raises:
+            WorkflowError: WORKFLOW_NOT_FOUND for an unknown workflow.
+            TaskError: TASK_NOT_FOUND for a task not in the workflow.
+        """
+        self._check_open()
+        run = self._live(workflow_id)
+        if run is not None:
+            await anyio.lowlevel.checkpoint()
+            workflow, results = run.workflow, run.results
+        else:
+            stored = await self._stored(workflow_id)
+            workflow, results = stored.workflow, stored.results
+        task = workflow.get_task(task_id)
+        if task is None:
+            raise TaskError(
+                f"Workflow {workflow_id!r} has no task {task_id!r}.",
+                ErrorCode.TASK_NOT_FOUND,
+                {"workflow_id": workflow_id, "task_id": task_id},
+            )
+        return results.get(task.id)
+
+    # --- one-off calls ---------------------------------------------------------
+
+    async def execute_python(
+        self,
+        code: str | None = None,
+        file: str | None = None,
+        args: dict[str, Any] | None = None,
+        timeout: int = 30,
+    ) -> dict[str, Any]:
+        """Run Python code or a script once (no retries).
+
+        Returns:
+            ``{"result", "stdout", "stderr", "success", "execution_time"}``.
+
+        Raises:
+            TaskError: TASK_VALIDATION_FAILED (give exactly one of ``code`` and
+                ``file``; the file must exist), TASK_EXECUTION_FAILED (the code
+                raised or exited non-zero; traceback in ``e.data``), TASK_TIMEOUT.
+        """
+        self._check_open()
+        if (code is None) == (file is None):
+            raise TaskError(
+                "execute_python needs exactly one of 'code' and 'file'.",
+                ErrorCode.TASK_VALIDATION_FAILED,
+                {"task_id": "execute_python"},
+            )
+        params: dict[str, Any] = {"args": args or {}}
+        params["code" if code is not None else "file"] = code if code is not None else file
+        call = Call(method="python/execute", params=params, task_id="execute_python",
+                    timeout=float(timeout), isolation=self.isolation)
+        return await self._engine.run_call(call)
+
+
+def _stored_results(stored: StoredRun) -> dict[str, Any]:
+    """Results of a finished stored workflow, or its error (as run_workflow)."""
+    tasks = stored.workflow.tasks
+    results = {t.id: stored.results[t.id] for t in tasks if t.id in stored.results}
+    if stored.status is WorkflowStatus.COMPLETED:
+        return results
+    if not stored.status.is_final:
+        raise WorkflowError(
+            f"Workflow {stored.workflow.id!r} is {stored.status} but not running in this "
+            "client; resume_workflow() finishes it.",
+            ErrorCode.WORKFLOW_INVALID_STATE,
+            {"workflow_id": stored.workflow.id},
+        )
+    if stored.error is not None:
+        error = error_from_dict(stored.error)
+    else:
+        failed = next((t.id for t in tasks if t.id in stored.errors), None)
+        error = (error_from_dict(stored.errors[failed]) if failed is not None else
+                 WorkflowError(f"Workflow {stored.workflow.id!r} ended {stored.status}.",
+                               ErrorCode.WORKFLOW_EXECUTION_FAILED))
+    error.data["workflow_id"] = stored.workflow.id
+    error.data["results"] = results
+    raise error
+
+
+GleitzeitClient.__module__ = "gleitzeit"

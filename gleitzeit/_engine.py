@@ -1,0 +1,553 @@
+"""The engine: runs one workflow's tasks under structured concurrency.
+
+Per run, one loop (:meth:`Engine.execute`) owns a
+:class:`~gleitzeit.core._scheduler.Scheduler` and repeats:
+
+1. **start** ready tasks while fewer than ``max_concurrent`` are in flight.
+   Calls a provider can run synchronously (inline python, built-in tools) run
+   right there, up to :data:`INLINE_BATCH` per step; everything else gets one
+   coroutine in the run's task group (with its timeout and retries);
+2. **wait** for an outcome only when nothing could be started;
+3. **record** the step's events in one batch (group commit);
+4. **release** dependents of completed tasks, skip dependents of failed ones.
+
+With an ``ordered`` (durable) store, step 4 waits for step 3, so a task's
+completion is recorded before any dependent starts. The memory store releases
+dependents at once. Nothing outlives the run's task group; cancelling the
+run's scope (``cancel_workflow``, the workflow ``timeout``, or the caller being
+cancelled) kills whatever is in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from ._providers import Call
+from .core._events import Event, EventKind
+from .core._models import TaskStatus, Workflow, WorkflowStatus
+from .core._refs import find_refs, make_lookup, substitute, substitute_code
+from .core._scheduler import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    STATE_NAMES,
+    Scheduler,
+)
+from .core.errors import (
+    ErrorCode,
+    GleitzeitError,
+    TaskError,
+    TaskTimeoutError,
+    WorkflowError,
+    error_to_dict,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+
+    from ._providers import Provider
+    from ._stores import Store, StoredRun
+
+__all__ = ["INLINE_BATCH", "Engine", "Run"]
+
+log = logging.getLogger("gleitzeit.engine")
+
+#: Inline calls run per scheduler step before the loop yields to others.
+INLINE_BATCH: Final = 1024
+PYTHON_DEFAULT_TIMEOUT: Final = 30.0
+
+# An outcome: (task index, result or None, error or None, attempts)
+_Outcome = tuple[int, "dict[str, Any] | None", "GleitzeitError | None", int]
+
+
+@attrs.define(eq=False, repr=False)
+class Run:
+    """The live state of one workflow run."""
+
+    workflow: Workflow
+    sched: Scheduler
+    index: dict[str, int]
+    aliases: dict[str, str]
+    needs_subst: bytearray
+    max_concurrent: int
+    results: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    errors: dict[str, GleitzeitError] = attrs.Factory(dict)
+    status: WorkflowStatus = WorkflowStatus.PENDING
+    error: GleitzeitError | None = None
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    scope: anyio.CancelScope | None = None
+    cancel_requested: bool = False
+    created_at: float = attrs.Factory(time.time)
+    finished_at: float | None = None
+    pending_events: list[Event] = attrs.Factory(list)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Run {self.workflow.id} {self.workflow.name!r} {self.status} "
+            f"completed={len(self.results)}/{self.workflow.total_tasks}>"
+        )
+
+    @property
+    def id(self) -> str:
+        """The workflow id."""
+        return self.workflow.id
+
+    def snapshot(self) -> Workflow:
+        """The workflow with every task's current status and the counts."""
+        state = self.sched.state
+        tasks = tuple(
+            attrs.evolve(t, status=TaskStatus(STATE_NAMES[state[i]]))
+            for i, t in enumerate(self.workflow.tasks)
+        )
+        return attrs.evolve(
+            self.workflow,
+            tasks=tasks,
+            status=self.status,
+            completed_tasks=self.sched.counts[COMPLETED],
+            failed_tasks=self.sched.counts[FAILED],
+            created_at=self.created_at,
+            finished_at=self.finished_at,
+        )
+
+    def ordered_results(self) -> dict[str, dict[str, Any]]:
+        """Completed results by task id, in document order."""
+        results = self.results
+        return {t.id: results[t.id] for t in self.workflow.tasks if t.id in results}
+
+    def raise_for_status(self) -> dict[str, dict[str, Any]]:
+        """Return the results, or raise the run's error with the partial results."""
+        results = self.ordered_results()
+        if self.status is WorkflowStatus.COMPLETED:
+            return results
+        error = self.error or WorkflowError(
+            f"Workflow {self.workflow.name!r} ended {self.status}.",
+            ErrorCode.WORKFLOW_EXECUTION_FAILED,
+        )
+        error.data["workflow_id"] = self.id
+        error.data["results"] = results
+        raise error
+
+
+def _has_refs(params: dict[str, Any]) -> bool:
+    return next(find_refs(params), None) is not None
+
+
+class Engine:
+    """Runs workflows with a set of providers and a store.
+
+    Args:
+        providers: Who executes which methods.
+        store: Where state changes are recorded.
+        max_concurrent: Default bound on tasks in flight per run.
+        isolation: Default ``python/execute`` isolation (``process``/``inline``).
+    """
+
+    def __init__(
+        self,
+        providers: Iterable[Provider],
+        store: Store,
+        *,
+        max_concurrent: int = 16,
+        isolation: str = "process",
+    ) -> None:
+        self.providers = list(providers)
+        self.store = store
+        self.max_concurrent = max_concurrent
+        self.isolation = isolation
+        self._by_method: dict[str, Provider] = {
+            m: p for p in self.providers for m in p.methods
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<Engine store={self.store.name} max_concurrent={self.max_concurrent} "
+            f"isolation={self.isolation}>"
+        )
+
+    # --- building runs ------------------------------------------------------
+
+    def prepare(
+        self,
+        workflow: Workflow,
+        *,
+        completed: Mapping[str, dict[str, Any]] | None = None,
+    ) -> Run:
+        """Build the run state of a validated workflow.
+
+        Args:
+            workflow: A workflow from :func:`gleitzeit.load_workflow`.
+            completed: Results already recorded (a resumed run); those tasks
+                never run again.
+        """
+        tasks = workflow.tasks
+        index = {t.id: i for i, t in enumerate(tasks)}
+        aliases: dict[str, str] = {}
+        for t in tasks:
+            aliases.setdefault(t.name, t.id)
+        deps = [[index[d] for d in t.dependencies] for t in tasks]
+        priorities = [t.priority for t in tasks]
+        done_idx = [index[tid] for tid in (completed or {}) if tid in index]
+        run = Run(
+            workflow=workflow,
+            sched=Scheduler(deps, priorities, done_idx),
+            index=index,
+            aliases=aliases,
+            needs_subst=bytearray(_has_refs(t.params) for t in tasks),
+            max_concurrent=max(1, workflow.max_concurrent or self.max_concurrent),
+        )
+        if completed:
+            run.results.update((k, v) for k, v in completed.items() if k in index)
+        return run
+
+    def call_for(self, run: Run, i: int) -> Call:
+        """The provider call for task ``i``, with its references substituted.
+
+        Raises:
+            TaskParameterError: a reference cannot be resolved.
+        """
+        task = run.workflow.tasks[i]
+        params = task.params
+        if run.needs_subst[i]:
+            lookup = make_lookup(run.results, run.aliases)
+            new = {}
+            for key, value in params.items():
+                if key == "code" and task.method == "python/execute" and isinstance(value, str):
+                    new[key] = substitute_code(value, lookup)
+                else:
+                    new[key] = substitute(value, lookup)
+            params = new
+            log.debug("task %r: substituted references -> %.200r", task.id, params)
+        timeout = task.timeout
+        if timeout is None and task.method == "python/execute":
+            raw = params.get("timeout", PYTHON_DEFAULT_TIMEOUT)
+            timeout = float(raw) if isinstance(raw, (int, float)) else PYTHON_DEFAULT_TIMEOUT
+        return Call(
+            method=task.method,
+            params=params,
+            task_id=task.id,
+            workflow_id=run.id,
+            timeout=timeout,
+            isolation=task.isolation or self.isolation,
+            source_dir=run.workflow.source_dir,
+        )
+
+    def provider_for(self, method: str) -> Provider:
+        """The provider of a method.
+
+        Raises:
+            ProviderError: PROVIDER_NOT_FOUND when no provider has it.
+        """
+        provider = self._by_method.get(method)
+        if provider is None:
+            from .core.errors import ProviderError
+
+            raise ProviderError(
+                f"No provider handles method {method!r}; known: "
+                f"{', '.join(sorted(self._by_method))}.",
+                ErrorCode.PROVIDER_NOT_FOUND,
+                {"provider_id": None, "method": method},
+            )
+        return provider
+
+    # --- running ------------------------------------------------------------
+
+    async def execute(self, run: Run) -> None:
+        """Run the workflow to its end; task failures are recorded, not raised.
+
+        Only cancellation from outside propagates (after the state was recorded).
+        """
+        now = time.time()
+        run.status = WorkflowStatus.RUNNING
+        await self.store.record(
+            [Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)]
+        )
+        log.debug("workflow %s %r started: %d tasks", run.id, run.workflow.name,
+                  run.workflow.total_tasks)
+        send, recv = anyio.create_memory_object_stream[_Outcome](math.inf)
+        timed_out = False
+        try:
+            with send, recv, anyio.CancelScope() as scope:
+                run.scope = scope
+                if run.cancel_requested:
+                    scope.cancel()
+                if run.workflow.timeout is not None:
+                    scope.deadline = anyio.current_time() + run.workflow.timeout
+                async with anyio.create_task_group() as tg:
+                    await self._loop(run, tg, send, recv)
+            timed_out = scope.cancelled_caught and not run.cancel_requested
+        except BaseException:
+            # Cancelled from outside (or a bug): record what happened, then propagate.
+            with anyio.CancelScope(shield=True):
+                await self._finish(run, cancelled=True)
+            raise
+        await self._finish(run, cancelled=run.cancel_requested, timed_out=timed_out)
+
+    async def _loop(
+        self,
+        run: Run,
+        tg: TaskGroup,
+        send: ObjectSendStream[_Outcome],
+        recv: ObjectReceiveStream[_Outcome],
+    ) -> None:
+        sched = run.sched
+        tasks = run.workflow.tasks
+        ordered = self.store.ordered
+        limit = run.max_concurrent
+        inflight = 0
+        outcomes: list[_Outcome] = []
+        while not sched.finished:
+            inline_runs = 0
+            while inflight < limit and inline_runs < INLINE_BATCH:
+                i = sched.pop_ready()
+                if i is None:
+                    break
+                task = tasks[i]
+                provider = self._by_method.get(task.method)
+                if task.retry is None and provider is not None:
+                    try:
+                        call = self.call_for(run, i)
+                    except GleitzeitError as exc:
+                        outcome: _Outcome = (i, None, exc, 1)
+                    else:
+                        if not provider.runs_inline(call):
+                            inflight += 1
+                            tg.start_soon(self._attempts, run, i, send, call)
+                            continue
+                        outcome = self._run_inline(provider, call, i)
+                    inline_runs += 1
+                    if ordered:
+                        outcomes.append(outcome)
+                    else:
+                        self._apply(run, (outcome,))
+                    continue
+                inflight += 1
+                tg.start_soon(self._attempts, run, i, send, None)
+            if not outcomes and not inline_runs and not run.pending_events:
+                if inflight == 0:
+                    if sched.finished:
+                        break
+                    raise AssertionError(f"scheduler stalled: {sched!r}")  # pragma: no cover
+                outcomes.append(await recv.receive())
+                inflight -= 1
+            while inflight:
+                try:
+                    outcomes.append(recv.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+                inflight -= 1
+            if ordered:
+                # Group commit: completions are recorded before dependents start.
+                self._stage(run, outcomes)
+                await self._flush(run)
+                self._apply(run, outcomes, stage=False)
+            else:
+                self._apply(run, outcomes)
+                await self._flush(run)
+            outcomes.clear()
+
+    def _run_inline(self, provider: Provider, call: Call, i: int) -> _Outcome:
+        try:
+            return (i, self._call_inline(provider, call), None, 1)
+        except GleitzeitError as exc:
+            return (i, None, exc, 1)
+        except Exception as exc:
+            return (i, None, self._unexpected(call, exc), 1)
+
+    def _call_inline(self, provider: Provider, call: Call) -> dict[str, Any]:
+        """Run a call on the event loop; a timeout can only be noticed afterwards."""
+        start = time.perf_counter()
+        result = provider.run_inline(call)
+        if call.timeout is not None and time.perf_counter() - start > call.timeout:
+            raise self._timeout_error(call)
+        return result
+
+    async def _attempts(
+        self, run: Run, i: int, send: ObjectSendStream[_Outcome], call: Call | None
+    ) -> None:
+        """Run task ``i`` with its retries; send exactly one outcome."""
+        task = run.workflow.tasks[i]
+        run.pending_events.append(
+            Event(kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id,
+                  at=time.time())
+        )
+        log.debug("task %r started (%s)", task.id, task.method)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if call is None:
+                    call = self.call_for(run, i)
+                result = await self._attempt(self.provider_for(task.method), call)
+            except GleitzeitError as exc:
+                error = exc
+            except Exception as exc:
+                error = self._unexpected(call, exc, task.id)
+            else:
+                send.send_nowait((i, result, None, attempt))
+                return
+            if task.retry is not None and attempt < task.retry.max_attempts:
+                delay = task.retry.delay(attempt, random.random())
+                log.debug("task %r attempt %d failed (%s); retrying in %.2fs",
+                          task.id, attempt, error.code.name, delay)
+                await anyio.sleep(delay)
+                call = None  # substitute again: cheap, and keeps attempts identical
+                continue
+            send.send_nowait((i, None, error, attempt))
+            return
+
+    async def run_call(self, call: Call) -> dict[str, Any]:
+        """One attempt at a single call outside any workflow (timeout enforced)."""
+        return await self._attempt(self.provider_for(call.method), call)
+
+    async def _attempt(self, provider: Provider, call: Call) -> dict[str, Any]:
+        if provider.runs_inline(call):
+            await anyio.lowlevel.checkpoint()
+            return self._call_inline(provider, call)
+        if call.timeout is None:
+            return await provider.execute(call)
+        with anyio.move_on_after(call.timeout):
+            return await provider.execute(call)
+        raise self._timeout_error(call)
+
+    @staticmethod
+    def _timeout_error(call: Call) -> TaskTimeoutError:
+        return TaskTimeoutError(
+            f"Task {call.task_id!r} ran past its timeout of {call.timeout:g} s and was "
+            "stopped.",
+            data={"task_id": call.task_id, "timeout_seconds": call.timeout},
+        )
+
+    @staticmethod
+    def _unexpected(call: Call | None, exc: Exception, task_id: str | None = None) -> TaskError:
+        tid = call.task_id if call is not None else task_id
+        return TaskError(
+            f"Task {tid!r} failed: {type(exc).__name__}: {exc}",
+            ErrorCode.TASK_EXECUTION_FAILED,
+            {"task_id": tid, "error_type": type(exc).__name__,
+             "traceback": "".join(traceback.format_exception(exc))},
+        )
+
+    def _stage(self, run: Run, outcomes: Sequence[_Outcome]) -> None:
+        """Queue the events of these outcomes for the next flush."""
+        tasks = run.workflow.tasks
+        now = time.time()
+        events = run.pending_events
+        for i, result, error, attempts in outcomes:
+            tid = tasks[i].id
+            if error is None:
+                events.append(Event(kind=EventKind.TASK_COMPLETED, workflow_id=run.id,
+                                    task_id=tid, at=now, attempt=attempts, result=result))
+            else:
+                error.data.setdefault("task_id", tid)
+                error.data["workflow_id"] = run.id
+                events.append(Event(kind=EventKind.TASK_FAILED, workflow_id=run.id,
+                                    task_id=tid, at=now, attempt=attempts,
+                                    error=error_to_dict(error)))
+
+    def _apply(self, run: Run, outcomes: Sequence[_Outcome], *, stage: bool = True) -> None:
+        """Update the scheduler with outcomes (and stage their events)."""
+        if stage:
+            self._stage(run, outcomes)
+        sched = run.sched
+        tasks = run.workflow.tasks
+        for i, result, error, _attempts in outcomes:
+            tid = tasks[i].id
+            if error is None:
+                assert result is not None
+                run.results[tid] = result
+                sched.complete(i)
+                log.debug("task %r completed", tid)
+                continue
+            run.errors[tid] = error
+            if run.error is None:
+                run.error = error
+            skipped = sched.fail(i)
+            log.debug("task %r failed: %s; skipping %d dependents", tid, error, len(skipped))
+            now = time.time()
+            run.pending_events.extend(
+                Event(kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id,
+                      at=now)
+                for j in skipped
+            )
+
+    async def _flush(self, run: Run) -> None:
+        if run.pending_events:
+            events, run.pending_events = run.pending_events, []
+            await self.store.record(events)
+
+    async def _finish(self, run: Run, *, cancelled: bool, timed_out: bool = False) -> None:
+        if run.done.is_set():
+            return
+        sched = run.sched
+        tasks = run.workflow.tasks
+        if not sched.finished:
+            now = time.time()
+            run.pending_events.extend(
+                Event(kind=EventKind.TASK_CANCELLED, workflow_id=run.id, task_id=tasks[j].id,
+                      at=now)
+                for j in sched.cancel()
+            )
+        if timed_out:
+            run.status = WorkflowStatus.FAILED
+            run.error = WorkflowError(
+                f"Workflow {run.workflow.name!r} ran past its timeout of "
+                f"{run.workflow.timeout:g} s; unfinished tasks were cancelled.",
+                ErrorCode.WORKFLOW_TIMEOUT,
+                {"workflow_id": run.id, "timeout_seconds": run.workflow.timeout},
+            )
+        elif cancelled:
+            run.status = WorkflowStatus.CANCELLED
+            run.error = WorkflowError(
+                f"Workflow {run.workflow.name!r} was cancelled; "
+                f"{sched.counts[CANCELLED]} tasks did not finish. Resume it to finish.",
+                ErrorCode.WORKFLOW_CANCELLED,
+                {"workflow_id": run.id},
+            )
+        elif sched.counts[FAILED]:
+            run.status = WorkflowStatus.FAILED
+        else:
+            run.status = WorkflowStatus.COMPLETED
+        run.finished_at = time.time()
+        run.pending_events.append(
+            Event(kind=EventKind.WORKFLOW_FINISHED, workflow_id=run.id, at=run.finished_at,
+                  status=run.status.value,
+                  error=error_to_dict(run.error) if run.error is not None else None)
+        )
+        try:
+            await self._flush(run)
+        finally:
+            run.done.set()
+            log.debug("workflow %s finished: %s", run.id, run.status)
+
+
+def stored_snapshot(stored: StoredRun) -> Workflow:
+    """A status snapshot of a stored (not live) workflow."""
+    statuses = stored.task_status
+    tasks = tuple(
+        attrs.evolve(t, status=TaskStatus(statuses.get(t.id, "pending")))
+        for t in stored.workflow.tasks
+    )
+    counts = {"completed": 0, "failed": 0}
+    for status in statuses.values():
+        if status in counts:
+            counts[status] += 1
+    return attrs.evolve(
+        stored.workflow,
+        tasks=tasks,
+        status=stored.status,
+        completed_tasks=counts["completed"],
+        failed_tasks=counts["failed"],
+        created_at=stored.created_at,
+        finished_at=stored.finished_at,
+    )

@@ -1,0 +1,43 @@
+"""A warm worker process for python/execute: ``python -m gleitzeit._providers._worker``.
+
+Protocol: one JSON request per line on stdin, one JSON response per line on
+the protocol channel (the process's original stdout). File descriptors 0 and 1
+are pointed at /dev/null so user code can neither read requests nor corrupt
+responses; its prints go to captured buffers (see :mod:`._runner`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    requests = os.fdopen(os.dup(0), "rb")
+    responses = os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    from ._runner import run_code
+
+    responses.write(b'{"ready": true}\n')
+    responses.flush()
+    for line in requests:
+        request = json.loads(line)
+        cwd = request.get("cwd")
+        if cwd and cwd != os.getcwd():
+            os.chdir(cwd)
+        response = run_code(request.get("code"), request.get("file"), request.get("args"))
+        try:
+            data = json.dumps(response, ensure_ascii=False, default=repr)
+        except ValueError:  # e.g. a circular structure
+            response["result"] = repr(response.get("result"))
+            data = json.dumps(response, ensure_ascii=False, default=repr)
+        responses.write(data.encode("utf-8", "surrogatepass") + b"\n")
+        responses.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""python/execute: run trusted Python code in warm worker processes or inline.
+
+Default isolation is ``"process"``: a pool of warm worker processes, each in
+its own session so a timeout kills the worker *and* anything it started; a
+killed worker is replaced on demand. ``"inline"`` runs the code in the
+engine's own process (fast, for trusted code; a timeout cannot interrupt a
+busy loop there). This is not a sandbox: the code can do anything the
+calling user can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from ..core.errors import ErrorCode, ProviderError, TaskError
+from ._runner import run_code
+
+if TYPE_CHECKING:
+    from anyio.abc import Process
+
+    from . import Call
+
+__all__ = ["PythonProvider", "WorkerPool", "resolve_path"]
+
+log = logging.getLogger("gleitzeit.python")
+
+_MAX_LINE: Final = 1 << 30  # a response line may be up to 1 GiB
+DEFAULT_TIMEOUT: Final = 30.0
+
+
+def resolve_path(path: str, source_dir: str | None) -> Path:
+    """Resolve a relative path against the workflow's folder if it exists there, else the CWD."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    if source_dir is not None:
+        candidate = Path(source_dir) / p
+        if candidate.exists():
+            return candidate
+    return Path.cwd() / p
+
+
+class _Worker:
+    """One worker process and its protocol streams."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        assert process.stdout is not None and process.stdin is not None
+        self.reader = BufferedByteReceiveStream(process.stdout)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def request(self, payload: bytes) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(payload)
+        line = await self.reader.receive_until(b"\n", _MAX_LINE)
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    async def kill(self) -> None:
+        """Kill the worker's whole process group and reap it (even when cancelled)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # pragma: no cover - not our group any more
+                self.process.kill()
+            await self.process.wait()
+            await self.process.aclose()
+
+    async def close(self) -> None:
+        """Ask the worker to exit (stdin EOF); kill it if it does not."""
+        with anyio.CancelScope(shield=True):
+            try:
+                assert self.process.stdin is not None
+                await self.process.stdin.aclose()
+                with anyio.move_on_after(2):
+                    await self.process.wait()
+            finally:
+                if self.process.returncode is None:
+                    await self.kill()
+                else:
+                    await self.process.aclose()
+
+
+class WorkerPool:
+    """A bounded pool of warm python worker processes.
+
+    Args:
+        size: Most workers alive at once (default: the number of CPUs).
+    """
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = max(1, size or os.cpu_count() or 1)
+        self._idle: list[_Worker] = []
+        self._slots = anyio.Semaphore(self.size)
+        self._all: set[_Worker] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool size={self.size} alive={len(self._all)} idle={len(self._idle)}>"
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return sorted(w.pid for w in self._all)
+
+    async def _spawn(self) -> _Worker:
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p
+        )
+        try:
+            process = await anyio.open_process(
+                [sys.executable, "-u", "-m", "gleitzeit._providers._worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
+        except OSError as exc:
+            raise ProviderError(
+                f"Cannot start a python worker process ({exc}); check that "
+                f"{sys.executable} runs.",
+                ErrorCode.PROVIDER_INITIALIZATION_FAILED,
+                {"provider_id": "python"},
+            ) from exc
+        worker = _Worker(process)
+        self._all.add(worker)
+        try:
+            hello = await worker.reader.receive_until(b"\n", 1024)
+        except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
+            await self._discard(worker)
+            raise ProviderError(
+                "A python worker process exited during start-up; run "
+                f"'{sys.executable} -m gleitzeit._providers._worker' to see why.",
+                ErrorCode.PROVIDER_INITIALIZATION_FAILED,
+                {"provider_id": "python"},
+            ) from exc
+        except BaseException:
+            await self._discard(worker)
+            raise
+        assert hello.startswith(b'{"ready"')
+        log.debug("started python worker pid %d", process.pid)
+        return worker
+
+    async def _discard(self, worker: _Worker) -> None:
+        self._all.discard(worker)
+        await worker.kill()
+
+    async def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run one request on an idle worker; cancellation kills that worker."""
+        if self._closed:
+            raise ProviderError(
+                "The python worker pool is closed; use the client inside 'async with'.",
+                ErrorCode.SYSTEM_SHUTDOWN,
+                {"provider_id": "python"},
+            )
+        payload = json.dumps(request).encode() + b"\n"
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._spawn()
+            try:
+                response = await worker.request(payload)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                code = worker.process.returncode
+                await self._discard(worker)
+                if code is None:
+                    code = worker.process.returncode
+                return {
+                    "ok": False,
+                    "error_type": "WorkerExited",
+                    "message": f"the worker process exited with code {code} while running "
+                    "the code (os._exit, a crash or a signal)",
+                    "exit_code": code,
+                    "traceback": "",
+                    "stdout": "",
+                    "stderr": "",
+                }
+            except BaseException:
+                # Cancelled (a timeout or cancel_workflow) mid-request: the worker's
+                # state is unknown, so it goes.
+                log.debug("killing python worker pid %d", worker.pid)
+                await self._discard(worker)
+                raise
+            self._idle.append(worker)
+            return response
+
+    async def aclose(self) -> None:
+        """Stop every worker; waits for them to exit."""
+        self._closed = True
+        workers, self._idle = list(self._all), []
+        self._all.clear()
+        async with anyio.create_task_group() as tg:
+            for worker in workers:
+                tg.start_soon(worker.close)
+
+
+class PythonProvider:
+    """Runs ``python/execute`` calls.
+
+    Args:
+        workers: Size of the worker pool (default: the number of CPUs).
+    """
+
+    provider_id = "python"
+    methods = frozenset({"python/execute"})
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.pool = WorkerPool(workers)
+
+    def __repr__(self) -> str:
+        return f"<PythonProvider {self.pool!r}>"
+
+    async def aclose(self) -> None:
+        """Stop the worker processes."""
+        await self.pool.aclose()
+
+    def runs_inline(self, call: Call) -> bool:
+        """Inline isolation runs on the event loop."""
+        return call.isolation == "inline"
+
+    def _request(self, call: Call) -> dict[str, Any]:
+        params = call.params
+        args = params.get("args", params.get("context")) or {}
+        if not isinstance(args, dict):
+            raise TaskError(
+                f"Task {call.task_id!r}: 'args' must be a mapping, not "
+                f"{type(args).__name__}.",
+                ErrorCode.TASK_VALIDATION_FAILED,
+                {"task_id": call.task_id},
+            )
+        file = params.get("file")
+        if file is not None:
+            path = resolve_path(str(file), call.source_dir)
+            if not path.is_file():
+                looked = [str(Path(call.source_dir) / file)] if call.source_dir else []
+                looked.append(str(Path.cwd() / file))
+                raise TaskError(
+                    f"Task {call.task_id!r}: python file {file!r} not found (looked in "
+                    f"{' and '.join(dict.fromkeys(looked))}); fix the 'file' path.",
+                    ErrorCode.TASK_VALIDATION_FAILED,
+                    {"task_id": call.task_id, "file": str(file)},
+                )
+            return {"file": str(path), "args": args}
+        return {"code": params.get("code") or "", "args": args}
+
+    def run_inline(self, call: Call) -> dict[str, Any]:
+        """Run the code in this process."""
+        request = self._request(call)
+        return self._result(call, run_code(request.get("code"), request.get("file"),
+                                           request["args"]))
+
+    async def execute(self, call: Call) -> dict[str, Any]:
+        """Run the code in a worker process."""
+        request = self._request(call)
+        request["cwd"] = os.getcwd()
+        return self._result(call, await self.pool.run(request))
+
+    @staticmethod
+    def _result(call: Call, response: dict[str, Any]) -> dict[str, Any]:
+        if response.get("ok"):
+            return {
+                "result": response.get("result"),
+                "stdout": response.get("stdout", ""),
+                "stderr": response.get("stderr", ""),
+                "success": True,
+                "execution_time": response.get("execution_time", 0.0),
+            }
+        kind = response.get("error_type", "Error")
+        message = response.get("message", "")
+        raise TaskError(
+            f"Task {call.task_id!r} failed: {kind}: {message}".rstrip(": "),
+            ErrorCode.TASK_EXECUTION_FAILED,
+            {
+                "task_id": call.task_id,
+                "error_type": kind,
+                "traceback": response.get("traceback", ""),
+                "stdout": response.get("stdout", ""),
+                "stderr": response.get("stderr", ""),
+                "exit_code": response.get("exit_code"),
+            },
+        )

@@ -1,0 +1,86 @@
+"""A stored workflow's state, rebuilt by applying events in order.
+
+Every store keeps (or rebuilds on open) one :class:`StoredRun` per workflow;
+:func:`apply_event` is the single place that says how an event changes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ..core._events import Event, EventKind
+from ..core._models import Workflow, WorkflowStatus
+
+__all__ = ["StoredRun", "apply_event"]
+
+
+@attrs.define(eq=False)
+class StoredRun:
+    """What a store knows about one workflow.
+
+    ``task_status`` holds only tasks that left ``pending``; ``results`` only
+    completed tasks; ``errors`` only failed ones (as :func:`error_to_dict`).
+    """
+
+    workflow: Workflow
+    status: WorkflowStatus = WorkflowStatus.PENDING
+    task_status: dict[str, str] = attrs.Factory(dict)
+    results: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    errors: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    error: dict[str, Any] | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<StoredRun {self.workflow.id} {self.workflow.name!r} {self.status} "
+            f"results={len(self.results)}/{self.workflow.total_tasks}>"
+        )
+
+
+def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
+    """Apply one event to the runs it concerns (events of unknown workflows are ignored)."""
+    kind = event.kind
+    if kind is EventKind.WORKFLOW_SUBMITTED:
+        assert event.workflow is not None
+        runs[event.workflow_id] = StoredRun(event.workflow, created_at=event.at)
+        return
+    run = runs.get(event.workflow_id)
+    if run is None:
+        return
+    task_id = event.task_id
+    if kind is EventKind.TASK_COMPLETED:
+        assert task_id is not None
+        run.task_status[task_id] = "completed"
+        run.results[task_id] = event.result or {}
+        run.errors.pop(task_id, None)
+    elif kind is EventKind.TASK_FAILED:
+        assert task_id is not None
+        run.task_status[task_id] = "failed"
+        run.errors[task_id] = event.error or {}
+    elif kind is EventKind.TASK_STARTED:
+        assert task_id is not None
+        run.task_status[task_id] = "running"
+    elif kind is EventKind.TASK_SKIPPED:
+        assert task_id is not None
+        run.task_status[task_id] = "skipped"
+    elif kind is EventKind.TASK_CANCELLED:
+        assert task_id is not None
+        run.task_status[task_id] = "cancelled"
+    elif kind is EventKind.WORKFLOW_STARTED:
+        run.status = WorkflowStatus.RUNNING
+        run.started_at = event.at
+        run.finished_at = None
+        run.error = None
+        # A resumed run starts again: what was running or cancelled is pending now.
+        for tid, status in list(run.task_status.items()):
+            if status in ("running", "cancelled", "failed", "skipped"):
+                del run.task_status[tid]
+                run.errors.pop(tid, None)
+    elif kind is EventKind.WORKFLOW_FINISHED:
+        run.status = WorkflowStatus(event.status or "failed")
+        run.finished_at = event.at
+        run.error = event.error

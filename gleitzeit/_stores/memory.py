@@ -1,0 +1,55 @@
+"""The ``memory`` store: state lives in this process only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio.lowlevel
+
+from ._state import StoredRun, apply_event
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core._events import Event
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keeps every workflow's state in a dict; nothing survives the process."""
+
+    name = "memory"
+    ordered = False
+
+    def __init__(self) -> None:
+        self._runs: dict[str, StoredRun] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore workflows={len(self._runs)}>"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+        await anyio.lowlevel.checkpoint()
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Apply the events to the in-memory state."""
+        runs = self._runs
+        for event in events:
+            apply_event(runs, event)
+        await anyio.lowlevel.checkpoint()
+
+    async def load(self, workflow_id: str) -> StoredRun | None:
+        """The state of one workflow, or None."""
+        await anyio.lowlevel.checkpoint()
+        return self._runs.get(workflow_id)
+
+    async def list_runs(self, limit: int) -> list[StoredRun]:
+        """Newest first."""
+        await anyio.lowlevel.checkpoint()
+        runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+        return runs[:limit]
