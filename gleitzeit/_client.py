@@ -93,8 +93,9 @@ class GleitzeitClient:
         self.persistence = check_choice(
             "persistence", backend, PERSISTENCE_BACKENDS, "GLEITZEIT_PERSISTENCE_BACKEND"
         )
-        path = resolve_option(None if db_path is None else os.fspath(db_path),
-                              "GLEITZEIT_SQLITE_PATH")
+        path = resolve_option(
+            None if db_path is None else os.fspath(db_path), "GLEITZEIT_SQLITE_PATH"
+        )
         self.db_path = path
         self.redis_url = resolve_option(redis_url, "GLEITZEIT_REDIS_URL")
         self.ollama_url = resolve_option(ollama_url, "GLEITZEIT_OLLAMA_URL") or str(ollama_url)
@@ -170,9 +171,10 @@ class GleitzeitClient:
         if self._state != "open":
             raise GleitzeitError(
                 "The client is not open; use it inside 'async with GleitzeitClient() as "
-                "client:'" + (" (this one was already closed)." if self._state == "closed"
-                              else "."),
-                ErrorCode.SYSTEM_NOT_INITIALIZED if self._state == "new"
+                "client:'"
+                + (" (this one was already closed)." if self._state == "closed" else "."),
+                ErrorCode.SYSTEM_NOT_INITIALIZED
+                if self._state == "new"
                 else ErrorCode.SYSTEM_SHUTDOWN,
             )
 
@@ -198,8 +200,14 @@ class GleitzeitClient:
             )
         run = self._engine.prepare(wf)
         await self._store.record(
-            [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=run.created_at,
-                   workflow=wf)]
+            [
+                Event(
+                    kind=EventKind.WORKFLOW_SUBMITTED,
+                    workflow_id=wf.id,
+                    at=run.created_at,
+                    workflow=wf,
+                )
+            ]
         )
         self._runs[wf.id] = run
         return run
@@ -421,8 +429,13 @@ class GleitzeitClient:
             )
         params: dict[str, Any] = {"args": args or {}}
         params["code" if code is not None else "file"] = code if code is not None else file
-        call = Call(method="python/execute", params=params, task_id="execute_python",
-                    timeout=float(timeout), isolation=self.isolation)
+        call = Call(
+            method="python/execute",
+            params=params,
+            task_id="execute_python",
+            timeout=float(timeout),
+            isolation=self.isolation,
+        )
         return await self._engine.run_call(call)
 
 
@@ -443,9 +456,14 @@ def _stored_results(stored: StoredRun) -> dict[str, Any]:
         error = error_from_dict(stored.error)
     else:
         failed = next((t.id for t in tasks if t.id in stored.errors), None)
-        error = (error_from_dict(stored.errors[failed]) if failed is not None else
-                 WorkflowError(f"Workflow {stored.workflow.id!r} ended {stored.status}.",
-                               ErrorCode.WORKFLOW_EXECUTION_FAILED))
+        error = (
+            error_from_dict(stored.errors[failed])
+            if failed is not None
+            else WorkflowError(
+                f"Workflow {stored.workflow.id!r} ended {stored.status}.",
+                ErrorCode.WORKFLOW_EXECUTION_FAILED,
+            )
+        )
     error.data["workflow_id"] = stored.workflow.id
     error.data["results"] = results
     raise error

@@ -54,7 +54,8 @@ from .core.errors import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._providers import Provider
     from ._stores import Store, StoredRun
@@ -165,9 +166,7 @@ class Engine:
         self.store = store
         self.max_concurrent = max_concurrent
         self.isolation = isolation
-        self._by_method: dict[str, Provider] = {
-            m: p for p in self.providers for m in p.methods
-        }
+        self._by_method: dict[str, Provider] = {m: p for p in self.providers for m in p.methods}
 
     def __repr__(self) -> str:
         return (
@@ -272,8 +271,9 @@ class Engine:
         await self.store.record(
             [Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)]
         )
-        log.debug("workflow %s %r started: %d tasks", run.id, run.workflow.name,
-                  run.workflow.total_tasks)
+        log.debug(
+            "workflow %s %r started: %d tasks", run.id, run.workflow.name, run.workflow.total_tasks
+        )
         send, recv = anyio.create_memory_object_stream[_Outcome](math.inf)
         timed_out = False
         try:
@@ -297,8 +297,8 @@ class Engine:
         self,
         run: Run,
         tg: TaskGroup,
-        send: ObjectSendStream[_Outcome],
-        recv: ObjectReceiveStream[_Outcome],
+        send: MemoryObjectSendStream[_Outcome],
+        recv: MemoryObjectReceiveStream[_Outcome],
     ) -> None:
         sched = run.sched
         tasks = run.workflow.tasks
@@ -334,9 +334,7 @@ class Engine:
                 inflight += 1
                 tg.start_soon(self._attempts, run, i, send, None)
             if not outcomes and not inline_runs and not run.pending_events:
-                if inflight == 0:
-                    if sched.finished:
-                        break
+                if inflight == 0:  # nothing ran and nothing is running: a bug
                     raise AssertionError(f"scheduler stalled: {sched!r}")  # pragma: no cover
                 outcomes.append(await recv.receive())
                 inflight -= 1
@@ -373,13 +371,12 @@ class Engine:
         return result
 
     async def _attempts(
-        self, run: Run, i: int, send: ObjectSendStream[_Outcome], call: Call | None
+        self, run: Run, i: int, send: MemoryObjectSendStream[_Outcome], call: Call | None
     ) -> None:
         """Run task ``i`` with its retries; send exactly one outcome."""
         task = run.workflow.tasks[i]
         run.pending_events.append(
-            Event(kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id,
-                  at=time.time())
+            Event(kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id, at=time.time())
         )
         log.debug("task %r started (%s)", task.id, task.method)
         attempt = 0
@@ -398,8 +395,13 @@ class Engine:
                 return
             if task.retry is not None and attempt < task.retry.max_attempts:
                 delay = task.retry.delay(attempt, random.random())
-                log.debug("task %r attempt %d failed (%s); retrying in %.2fs",
-                          task.id, attempt, error.code.name, delay)
+                log.debug(
+                    "task %r attempt %d failed (%s); retrying in %.2fs",
+                    task.id,
+                    attempt,
+                    error.code.name,
+                    delay,
+                )
                 await anyio.sleep(delay)
                 call = None  # substitute again: cheap, and keeps attempts identical
                 continue
@@ -423,8 +425,7 @@ class Engine:
     @staticmethod
     def _timeout_error(call: Call) -> TaskTimeoutError:
         return TaskTimeoutError(
-            f"Task {call.task_id!r} ran past its timeout of {call.timeout:g} s and was "
-            "stopped.",
+            f"Task {call.task_id!r} ran past its timeout of {call.timeout:g} s and was stopped.",
             data={"task_id": call.task_id, "timeout_seconds": call.timeout},
         )
 
@@ -434,8 +435,11 @@ class Engine:
         return TaskError(
             f"Task {tid!r} failed: {type(exc).__name__}: {exc}",
             ErrorCode.TASK_EXECUTION_FAILED,
-            {"task_id": tid, "error_type": type(exc).__name__,
-             "traceback": "".join(traceback.format_exception(exc))},
+            {
+                "task_id": tid,
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_exception(exc)),
+            },
         )
 
     def _stage(self, run: Run, outcomes: Sequence[_Outcome]) -> None:
@@ -446,14 +450,29 @@ class Engine:
         for i, result, error, attempts in outcomes:
             tid = tasks[i].id
             if error is None:
-                events.append(Event(kind=EventKind.TASK_COMPLETED, workflow_id=run.id,
-                                    task_id=tid, at=now, attempt=attempts, result=result))
+                events.append(
+                    Event(
+                        kind=EventKind.TASK_COMPLETED,
+                        workflow_id=run.id,
+                        task_id=tid,
+                        at=now,
+                        attempt=attempts,
+                        result=result,
+                    )
+                )
             else:
                 error.data.setdefault("task_id", tid)
                 error.data["workflow_id"] = run.id
-                events.append(Event(kind=EventKind.TASK_FAILED, workflow_id=run.id,
-                                    task_id=tid, at=now, attempt=attempts,
-                                    error=error_to_dict(error)))
+                events.append(
+                    Event(
+                        kind=EventKind.TASK_FAILED,
+                        workflow_id=run.id,
+                        task_id=tid,
+                        at=now,
+                        attempt=attempts,
+                        error=error_to_dict(error),
+                    )
+                )
 
     def _apply(self, run: Run, outcomes: Sequence[_Outcome], *, stage: bool = True) -> None:
         """Update the scheduler with outcomes (and stage their events)."""
@@ -476,8 +495,7 @@ class Engine:
             log.debug("task %r failed: %s; skipping %d dependents", tid, error, len(skipped))
             now = time.time()
             run.pending_events.extend(
-                Event(kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id,
-                      at=now)
+                Event(kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id, at=now)
                 for j in skipped
             )
 
@@ -494,8 +512,9 @@ class Engine:
         if not sched.finished:
             now = time.time()
             run.pending_events.extend(
-                Event(kind=EventKind.TASK_CANCELLED, workflow_id=run.id, task_id=tasks[j].id,
-                      at=now)
+                Event(
+                    kind=EventKind.TASK_CANCELLED, workflow_id=run.id, task_id=tasks[j].id, at=now
+                )
                 for j in sched.cancel()
             )
         if timed_out:
@@ -520,9 +539,13 @@ class Engine:
             run.status = WorkflowStatus.COMPLETED
         run.finished_at = time.time()
         run.pending_events.append(
-            Event(kind=EventKind.WORKFLOW_FINISHED, workflow_id=run.id, at=run.finished_at,
-                  status=run.status.value,
-                  error=error_to_dict(run.error) if run.error is not None else None)
+            Event(
+                kind=EventKind.WORKFLOW_FINISHED,
+                workflow_id=run.id,
+                at=run.finished_at,
+                status=run.status.value,
+                error=error_to_dict(run.error) if run.error is not None else None,
+            )
         )
         try:
             await self._flush(run)

@@ -40,7 +40,7 @@ class SyncClientBase:
         self._client_cm: AbstractContextManager[Any] | None = None
 
     def __repr__(self) -> str:
-        return f"<Sync{self._client!r}"[: -1] + ">"
+        return f"<Sync{self._client!r}"[:-1] + ">"
 
     def __enter__(self: T) -> T:
         self_ = self  # keeps mypy's self-type and our attributes apart
@@ -70,7 +70,8 @@ class SyncClientBase:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._portal_cm is not None and self._client_cm is not None
+        assert self._portal_cm is not None
+        assert self._client_cm is not None
         self._portal = None
         try:
             return self._client_cm.__exit__(exc_type, exc, tb)
@@ -80,8 +81,7 @@ class SyncClientBase:
     def _call(self, func: Callable[[], Awaitable[T]]) -> T:
         if self._portal is None:
             raise GleitzeitError(
-                "The client is not open; use it inside 'with SyncGleitzeitClient() as "
-                "client:'.",
+                "The client is not open; use it inside 'with SyncGleitzeitClient() as client:'.",
                 ErrorCode.SYSTEM_NOT_INITIALIZED,
             )
         return self._portal.call(func)

@@ -9,13 +9,36 @@ import gleitzeit
 
 
 def test_all_is_sorted_and_complete() -> None:
-    """__all__ is sorted, every name exists, and every public attribute is listed."""
+    """__all__ is sorted, every name resolves, and dir() offers exactly the public names."""
     assert gleitzeit.__all__ == sorted(gleitzeit.__all__)
     for name in gleitzeit.__all__:
-        assert hasattr(gleitzeit, name), name
-    public = {n for n in vars(gleitzeit) if not n.startswith("_")}
+        assert getattr(gleitzeit, name) is not None, name
+    public = {n for n in dir(gleitzeit) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(gleitzeit, n)).__name__ == "module"}
-    assert public - modules - {"annotations"} == set(gleitzeit.__all__)
+    assert public - modules - {"annotations", "importlib", "TYPE_CHECKING", "Any"} == set(
+        gleitzeit.__all__
+    )
+
+
+def test_contract_imports() -> None:
+    """The import lines of CONTRACT.md §1 work."""
+    from gleitzeit import (  # noqa: F401
+        BatchResult,
+        GleitzeitClient,
+        SyncGleitzeitClient,
+        Task,
+        TaskStatus,
+        Workflow,
+        WorkflowStatus,
+    )
+    from gleitzeit.core.errors import (  # noqa: F401
+        ErrorCode,
+        GleitzeitError,
+        PersistenceError,
+        ProviderError,
+        TaskError,
+        WorkflowError,
+    )
 
 
 def test_public_classes_report_public_module() -> None:

@@ -11,10 +11,12 @@ import sys
 import time
 import traceback
 from functools import lru_cache
-from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._json import jsonable
+
+if TYPE_CHECKING:
+    from types import CodeType
 
 __all__ = ["run_code"]
 
@@ -32,9 +34,7 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def run_code(
-    code: str | None, file: str | None, args: dict[str, Any] | None
-) -> dict[str, Any]:
+def run_code(code: str | None, file: str | None, args: dict[str, Any] | None) -> dict[str, Any]:
     """Execute code (or a file) with ``args`` as globals; capture output and ``result``.
 
     Returns a response dict: ``ok`` with ``result``/``stdout``/``stderr``/

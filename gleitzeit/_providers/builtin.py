@@ -55,20 +55,24 @@ class BuiltinToolsProvider:
             message = args.get("message", "")
             if not isinstance(message, str):
                 message = str(message)
-            return {"response": message, "result": message, "echoed": True,
-                    "length": len(message)}
+            return {"response": message, "result": message, "echoed": True, "length": len(message)}
         if tool in ("add", "multiply"):
-            if tool == "add" and isinstance(args.get("a"), str) and isinstance(args.get("b"),
-                                                                                str):
+            if tool == "add" and isinstance(args.get("a"), str) and isinstance(args.get("b"), str):
                 joined = args["a"] + args["b"]
-                return {"response": joined, "result": joined,
-                        "calculation": f"{args['a']} + {args['b']} = {joined}"}
+                return {
+                    "response": joined,
+                    "result": joined,
+                    "calculation": f"{args['a']} + {args['b']} = {joined}",
+                }
             a = _number(call, args, "a", 0 if tool == "add" else 1)
             b = _number(call, args, "b", 0 if tool == "add" else 1)
             value = a + b if tool == "add" else a * b
             sign = "+" if tool == "add" else "*"
-            return {"response": str(value), "result": value,
-                    "calculation": f"{a} {sign} {b} = {value}"}
+            return {
+                "response": str(value),
+                "result": value,
+                "calculation": f"{a} {sign} {b} = {value}",
+            }
         strings = args.get("strings", [])
         if not isinstance(strings, list):
             strings = [strings]

@@ -35,7 +35,8 @@ __all__ = ["PythonProvider", "WorkerPool", "resolve_path"]
 log = logging.getLogger("gleitzeit.python")
 
 _MAX_LINE: Final = 1 << 30  # a response line may be up to 1 GiB
-DEFAULT_TIMEOUT: Final = 30.0
+#: The folder holding the gleitzeit package, so workers import this very copy.
+_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
 
 def resolve_path(path: str, source_dir: str | None) -> Path:
@@ -55,7 +56,8 @@ class _Worker:
 
     def __init__(self, process: Process) -> None:
         self.process = process
-        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout is not None
+        assert process.stdin is not None
         self.reader = BufferedByteReceiveStream(process.stdout)
 
     @property
@@ -105,7 +107,9 @@ class WorkerPool:
     def __init__(self, size: int | None = None) -> None:
         self.size = max(1, size or os.cpu_count() or 1)
         self._idle: list[_Worker] = []
-        self._slots = anyio.Semaphore(self.size)
+        # anyio primitives bind to the event loop that exists when they are made,
+        # and a pool may be built in one thread and used in another: make it lazily.
+        self._slots: anyio.Semaphore | None = None
         self._all: set[_Worker] = set()
         self._closed = False
 
@@ -119,10 +123,7 @@ class WorkerPool:
 
     async def _spawn(self) -> _Worker:
         env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         try:
             process = await anyio.open_process(
                 [sys.executable, "-u", "-m", "gleitzeit._providers._worker"],
@@ -134,8 +135,7 @@ class WorkerPool:
             )
         except OSError as exc:
             raise ProviderError(
-                f"Cannot start a python worker process ({exc}); check that "
-                f"{sys.executable} runs.",
+                f"Cannot start a python worker process ({exc}); check that {sys.executable} runs.",
                 ErrorCode.PROVIDER_INITIALIZATION_FAILED,
                 {"provider_id": "python"},
             ) from exc
@@ -171,6 +171,8 @@ class WorkerPool:
                 {"provider_id": "python"},
             )
         payload = json.dumps(request).encode() + b"\n"
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.size)
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
             try:
@@ -238,8 +240,7 @@ class PythonProvider:
         args = params.get("args", params.get("context")) or {}
         if not isinstance(args, dict):
             raise TaskError(
-                f"Task {call.task_id!r}: 'args' must be a mapping, not "
-                f"{type(args).__name__}.",
+                f"Task {call.task_id!r}: 'args' must be a mapping, not {type(args).__name__}.",
                 ErrorCode.TASK_VALIDATION_FAILED,
                 {"task_id": call.task_id},
             )
@@ -261,8 +262,9 @@ class PythonProvider:
     def run_inline(self, call: Call) -> dict[str, Any]:
         """Run the code in this process."""
         request = self._request(call)
-        return self._result(call, run_code(request.get("code"), request.get("file"),
-                                           request["args"]))
+        return self._result(
+            call, run_code(request.get("code"), request.get("file"), request["args"])
+        )
 
     async def execute(self, call: Call) -> dict[str, Any]:
         """Run the code in a worker process."""

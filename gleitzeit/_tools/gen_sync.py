@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +60,8 @@ def _names(nodes: list[ast.expr | None]) -> set[str]:
             if isinstance(sub, ast.Name):
                 out.add(sub.id)
             elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-                try:  # string annotations
+                with contextlib.suppress(SyntaxError):  # string annotations
                     out |= _names([ast.parse(sub.value, mode="eval").body])
-                except SyntaxError:
-                    pass
     return out
 
 
@@ -82,15 +81,14 @@ def generate() -> str:
     """The source of ``_sync.py``."""
     tree = ast.parse(SOURCE.read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == CLASS)
-    init = next(
-        n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"
-    )
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     methods = [
         n for n in cls.body if isinstance(n, ast.AsyncFunctionDef) and not n.name.startswith("_")
     ]
     annotations: list[ast.expr | None] = []
     defaults: list[ast.expr | None] = []
-    for fn in [init, *methods]:
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = [init, *methods]
+    for fn in functions:
         a = fn.args
         every = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
         annotations += [p.annotation for p in every if p is not None]
@@ -104,7 +102,11 @@ def generate() -> str:
 
     out = [HEADER, "from __future__ import annotations", ""]
     out += ["from typing import TYPE_CHECKING", ""]
-    out += [*runtime, "from ._client import GleitzeitClient", "from ._sync_base import SyncClientBase"]
+    out += [
+        *runtime,
+        "from ._client import GleitzeitClient",
+        "from ._sync_base import SyncClientBase",
+    ]
     if typing_only:
         out += ["", "if TYPE_CHECKING:"] + [f"    {line}" for line in typing_only]
     out += ["", '__all__ = ["SyncGleitzeitClient"]', "", ""]
@@ -114,7 +116,7 @@ def generate() -> str:
         '    """The blocking twin of GleitzeitClient: same constructor, same methods.\n\n'
         "    Use it as ``with SyncGleitzeitClient() as client:``; each method blocks\n"
         "    until the async method it mirrors returns.\n\n"
-        "    " + doc[doc.find("Args:"):].replace("\n", "\n    ") + '\n    """'
+        "    " + doc[doc.find("Args:") :].replace("\n", "\n    ") + '\n    """'
     )
     out.append("")
     init_sig = ast.unparse(init.args)

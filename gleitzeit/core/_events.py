@@ -8,11 +8,12 @@ replaying a workflow's events in order rebuilds its state
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._models import Workflow
+if TYPE_CHECKING:
+    from ._models import Workflow
 
 __all__ = ["Event", "EventKind"]
 

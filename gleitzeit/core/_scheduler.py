@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "CANCELLED",
@@ -177,9 +179,7 @@ class Scheduler:
 
     def cancel(self) -> list[int]:
         """Cancel every task that is not final; returns them (running ones included)."""
-        cancelled = [
-            i for i, s in enumerate(self.state) if s in (PENDING, READY, RUNNING)
-        ]
+        cancelled = [i for i, s in enumerate(self.state) if s in (PENDING, READY, RUNNING)]
         for i in cancelled:
             self._set(i, CANCELLED)
         self._unfinished = 0
