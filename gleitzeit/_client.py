@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
@@ -17,6 +18,7 @@ from ._config import (
     ISOLATION_MODES,
     PERSISTENCE_BACKENDS,
     check_choice,
+    default_db_path,
     resolve_option,
     setup_logging,
 )
@@ -28,6 +30,7 @@ from ._providers.python import PythonProvider
 from .core._events import Event, EventKind
 from .core._models import Workflow, WorkflowStatus
 from .core.errors import (
+    ConfigurationError,
     ErrorCode,
     GleitzeitError,
     TaskError,
@@ -102,8 +105,6 @@ class GleitzeitClient:
         self.debug = debug
         self.isolation = check_choice("isolation", isolation, ISOLATION_MODES)
         if max_concurrent < 1:
-            from .core.errors import ConfigurationError
-
             raise ConfigurationError(
                 f"max_concurrent must be at least 1, not {max_concurrent}.",
                 data={"option": "max_concurrent", "value": max_concurrent},
@@ -129,11 +130,31 @@ class GleitzeitClient:
         )
 
     def _make_store(self) -> Store:
-        from ._stores.memory import MemoryStore
+        """The store named by ``persistence``; nothing touches the disk before ``open``."""
+        if self.persistence == "memory":
+            from ._stores.memory import MemoryStore
 
-        if self.persistence != "memory":
-            log.warning("persistence %r is not available yet; using memory", self.persistence)
-        return MemoryStore()
+            return MemoryStore()
+        if self.persistence == "redis":
+            raise ConfigurationError(
+                "persistence='redis' is not available in this version of gleitzeit; use "
+                "'sqlite' (shared by processes on one host), 'journal' or 'memory'.",
+                data={"option": "persistence", "value": "redis"},
+            )
+        path = Path(self.db_path) if self.db_path else default_db_path()
+        if self.persistence == "sqlite":
+            try:
+                from ._stores.sqlite import SqliteStore
+            except ImportError:  # a Python built without sqlite3
+                journal = path.with_suffix(".jsonl")
+                log.warning("the sqlite3 module is not available; using the journal %s", journal)
+            else:
+                return SqliteStore(path)
+        else:
+            journal = path if self.db_path else path.with_suffix(".jsonl")
+        from ._stores.journal import JournalStore
+
+        return JournalStore(journal)
 
     # --- lifecycle ------------------------------------------------------------
 

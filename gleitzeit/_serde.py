@@ -6,9 +6,20 @@ from typing import Any
 
 import cattrs
 
+from .core._events import Event
 from .core._models import Task, TaskResult, Workflow
 
-__all__ = ["converter", "structure_workflow", "unstructure_workflow"]
+__all__ = [
+    "RECORD_VERSION",
+    "converter",
+    "event_from_record",
+    "event_to_record",
+    "structure_workflow",
+    "unstructure_workflow",
+]
+
+#: The version written as ``v`` into every persisted record.
+RECORD_VERSION = 1
 
 #: Unstructures to JSON-ready dicts (enums as their values, tuples as lists).
 converter = cattrs.Converter(omit_if_default=True)
@@ -32,6 +43,26 @@ def unstructure_result(result: TaskResult) -> dict[str, Any]:
 def structure_result(data: dict[str, Any]) -> TaskResult:
     """Rebuild a TaskResult."""
     return converter.structure(data, TaskResult)
+
+
+def event_to_record(event: Event) -> dict[str, Any]:
+    """A JSON-ready record of an event, with the record version ``v``."""
+    record: dict[str, Any] = converter.unstructure(event)
+    record["v"] = RECORD_VERSION
+    return record
+
+
+def event_from_record(record: dict[str, Any]) -> Event:
+    """Rebuild an event from :func:`event_to_record`'s output.
+
+    Raises:
+        ValueError: an unknown record version.
+        cattrs.BaseValidationError: a malformed record.
+    """
+    version = record.pop("v", None)
+    if version != RECORD_VERSION:
+        raise ValueError(f"unknown record version {version!r}")
+    return converter.structure(record, Event)
 
 
 _ = Task  # Task is structured as part of Workflow

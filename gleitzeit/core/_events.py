@@ -8,12 +8,11 @@ replaying a workflow's events in order rebuilds its state
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._models import Workflow
+from ._models import Workflow
 
 __all__ = ["Event", "EventKind"]
 

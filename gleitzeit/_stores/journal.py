@@ -1,0 +1,294 @@
+"""The ``journal`` store: an append-only JSON-lines file, one record per state change.
+
+Every line is one :class:`~gleitzeit.core._events.Event` as a JSON object with
+a record version ``v``. On open the file is replayed to rebuild every
+workflow's state. A torn last line (the process died mid-write) is dropped
+with a warning and cut off; a bad line anywhere else is a
+``PERSISTENCE_INTEGRITY_ERROR`` naming the line.
+
+Durability (``durability=``):
+
+* ``"batch"`` (default): each batch of events is written with one ``write``
+  and handed to the OS before :meth:`JournalStore.record` returns, so a killed
+  process loses nothing recorded. Power loss may lose the last batches.
+* ``"fsync"``: as ``"batch"``, then ``fsync`` per batch (survives power loss;
+  slower).
+
+One process at a time: the file is locked while open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._serde import event_from_record, event_to_record
+from ..core._events import Event, EventKind
+from ..core.errors import ErrorCode, PersistenceError
+from ._state import StoredRun, apply_event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = ["JournalStore", "read_journal"]
+
+log = logging.getLogger("gleitzeit.journal")
+
+Durability = Literal["batch", "fsync"]
+_DURABILITY: Final = ("batch", "fsync")
+
+
+def _error(message: str, code: ErrorCode, path: Path, **extra: Any) -> PersistenceError:
+    return PersistenceError(message, code, {"backend": "journal", "path": str(path), **extra})
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> PersistenceError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return _error(
+            f"Cannot {doing} the journal {path}: the disk is full; free space and "
+            "resume the workflow.",
+            ErrorCode.PERSISTENCE_WRITE_FAILED,
+            path,
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return _error(
+            f"Cannot {doing} the journal {path}: permission denied; choose a writable db_path.",
+            ErrorCode.PERSISTENCE_CONNECTION_FAILED,
+            path,
+        )
+    return _error(
+        f"Cannot {doing} the journal {path}: {exc.strerror or exc}.",
+        ErrorCode.PERSISTENCE_WRITE_FAILED,
+        path,
+    )
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[list[Event], int, bool]:
+    """Parse a journal file.
+
+    Returns:
+        The events, the byte length of the good part, and whether a torn
+        last line was dropped.
+
+    Raises:
+        PersistenceError: PERSISTENCE_INTEGRITY_ERROR for a bad line that is
+            not the last one; PERSISTENCE_READ_FAILED if unreadable.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return [], 0, False
+    except OSError as exc:
+        raise _error(
+            f"Cannot read the journal {p}: {exc.strerror or exc}.",
+            ErrorCode.PERSISTENCE_READ_FAILED,
+            p,
+        ) from exc
+    events: list[Event] = []
+    pos = number = 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        if newline == -1:
+            # Every record ends with a newline; without it the write was cut short.
+            return events, pos, True
+        number += 1
+        line = data[pos:newline]
+        if line.strip():
+            try:
+                events.append(event_from_record(json.loads(line)))
+            except Exception as exc:
+                if newline + 1 == size:  # the last line: torn by a crash mid-write
+                    return events, pos, True
+                raise _error(
+                    f"The journal {p} is damaged at line {number} ({type(exc).__name__}: "
+                    f"{exc}); restore it from a backup or remove that line.",
+                    ErrorCode.PERSISTENCE_INTEGRITY_ERROR,
+                    p,
+                    line=number,
+                ) from exc
+        pos = newline + 1
+    return events, pos, False
+
+
+class JournalStore:
+    """Append-only JSON-lines persistence.
+
+    Args:
+        path: The journal file (created with its folder if missing).
+        durability: ``"batch"`` or ``"fsync"`` (see the module docs).
+    """
+
+    name = "journal"
+    ordered = True
+
+    def __init__(self, path: str | os.PathLike[str], durability: Durability = "batch") -> None:
+        if durability not in _DURABILITY:
+            raise PersistenceError(
+                f"Unknown journal durability {durability!r}; use {' or '.join(_DURABILITY)}.",
+                ErrorCode.CONFIGURATION_ERROR,
+                {"backend": "journal"},
+            )
+        self.path = Path(path)
+        self.durability = durability
+        self._fd: int | None = None
+        self._runs: dict[str, StoredRun] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"<JournalStore {str(self.path)!r} workflows={len(self._runs)}>"
+
+    async def open(self) -> None:
+        """Lock the file, replay it, and cut off a torn last line."""
+        self._limiter = anyio.CapacityLimiter(1)
+        await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+
+    def _open_sync(self) -> None:
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise _os_error(exc, path, "open") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise _error(
+                f"The journal {path} is in use by another process; use another "
+                "db_path or the sqlite store to share state.",
+                ErrorCode.PERSISTENCE_TRANSACTION_FAILED,
+                path,
+            ) from exc
+        try:
+            events, good, torn = read_journal(path)
+            if torn:
+                log.warning(
+                    "journal %s: ignoring a torn last record (the process stopped mid-write)", path
+                )
+                os.ftruncate(fd, good)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        for event in events:
+            apply_event(self._runs, event)
+
+    async def aclose(self) -> None:
+        """Flush and unlock."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            os.close(fd)
+        await anyio.lowlevel.checkpoint()
+
+    def _encode(self, events: Iterable[Event]) -> bytes:
+        return "".join(
+            json.dumps(event_to_record(e), ensure_ascii=False, separators=(",", ":"), default=repr)
+            + "\n"
+            for e in events
+        ).encode("utf-8", "surrogatepass")
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Append the events with one write (and an fsync with ``durability="fsync"``)."""
+        if self._fd is None:
+            raise _error("The journal is not open.", ErrorCode.SYSTEM_NOT_INITIALIZED, self.path)
+        data = self._encode(events)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            raise _os_error(exc, self.path, "write") from exc
+        if self.durability == "fsync":
+            await anyio.to_thread.run_sync(os.fsync, self._fd, limiter=self._limiter)
+        else:
+            await anyio.lowlevel.checkpoint()
+        runs = self._runs
+        for event in events:
+            apply_event(runs, event)
+
+    async def load(self, workflow_id: str) -> StoredRun | None:
+        """The replayed state of one workflow."""
+        await anyio.lowlevel.checkpoint()
+        return self._runs.get(workflow_id)
+
+    async def list_runs(self, limit: int) -> list[StoredRun]:
+        """Newest first."""
+        await anyio.lowlevel.checkpoint()
+        return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)[:limit]
+
+    async def compact(self) -> None:
+        """Rewrite the journal as the shortest record of the current state, atomically."""
+        if self._fd is None:
+            raise _error("The journal is not open.", ErrorCode.SYSTEM_NOT_INITIALIZED, self.path)
+        await anyio.to_thread.run_sync(self._compact_sync, limiter=self._limiter)
+
+    def _compact_sync(self) -> None:
+        assert self._fd is not None
+        events: list[Event] = []
+        for run in sorted(self._runs.values(), key=lambda r: r.created_at):
+            wid = run.workflow.id
+            events.append(
+                Event(
+                    kind=EventKind.WORKFLOW_SUBMITTED,
+                    workflow_id=wid,
+                    at=run.created_at,
+                    workflow=run.workflow,
+                )
+            )
+            if run.started_at is not None:
+                events.append(
+                    Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=wid, at=run.started_at)
+                )
+            for task_id, status in run.task_status.items():
+                kind = EventKind(f"task_{status}")
+                events.append(
+                    Event(
+                        kind=kind,
+                        workflow_id=wid,
+                        task_id=task_id,
+                        at=run.started_at or run.created_at,
+                        result=run.results.get(task_id),
+                        error=run.errors.get(task_id),
+                    )
+                )
+            if run.status.is_final:
+                events.append(
+                    Event(
+                        kind=EventKind.WORKFLOW_FINISHED,
+                        workflow_id=wid,
+                        at=run.finished_at or run.created_at,
+                        status=run.status.value,
+                        error=run.error,
+                    )
+                )
+        temp = self.path.with_name(self.path.name + ".compact")
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(self._encode(events))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise _os_error(exc, self.path, "compact") from exc
+        # Point our descriptor (and lock) at the new file.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(self._fd)
+        self._fd = fd
