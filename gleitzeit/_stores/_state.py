@@ -13,7 +13,17 @@ import attrs
 from ..core._events import Event, EventKind
 from ..core._models import Workflow, WorkflowStatus
 
-__all__ = ["StoredRun", "apply_event"]
+__all__ = ["EVENT_OF_STATUS", "STATUS_OF_EVENT", "StoredRun", "apply_event"]
+
+#: The task status each task event leads to, and back.
+STATUS_OF_EVENT: dict[EventKind, str] = {
+    EventKind.TASK_STARTED: "running",
+    EventKind.TASK_COMPLETED: "completed",
+    EventKind.TASK_FAILED: "failed",
+    EventKind.TASK_SKIPPED: "skipped",
+    EventKind.TASK_CANCELLED: "cancelled",
+}
+EVENT_OF_STATUS: dict[str, EventKind] = {v: k for k, v in STATUS_OF_EVENT.items()}
 
 
 @attrs.define(eq=False)
@@ -52,32 +62,23 @@ def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
     if run is None:
         return
     task_id = event.task_id
-    if kind is EventKind.TASK_COMPLETED:
+    status = STATUS_OF_EVENT.get(kind)
+    if status is not None:
         assert task_id is not None
-        run.task_status[task_id] = "completed"
-        run.results[task_id] = event.result or {}
-        run.errors.pop(task_id, None)
-    elif kind is EventKind.TASK_FAILED:
-        assert task_id is not None
-        run.task_status[task_id] = "failed"
-        run.errors[task_id] = event.error or {}
-    elif kind is EventKind.TASK_STARTED:
-        assert task_id is not None
-        run.task_status[task_id] = "running"
-    elif kind is EventKind.TASK_SKIPPED:
-        assert task_id is not None
-        run.task_status[task_id] = "skipped"
-    elif kind is EventKind.TASK_CANCELLED:
-        assert task_id is not None
-        run.task_status[task_id] = "cancelled"
+        run.task_status[task_id] = status
+        if status == "completed":
+            run.results[task_id] = event.result or {}
+            run.errors.pop(task_id, None)
+        elif status == "failed":
+            run.errors[task_id] = event.error or {}
     elif kind is EventKind.WORKFLOW_STARTED:
         run.status = WorkflowStatus.RUNNING
         run.started_at = event.at
         run.finished_at = None
         run.error = None
         # A resumed run starts again: what was running or cancelled is pending now.
-        for tid, status in list(run.task_status.items()):
-            if status in ("running", "cancelled", "failed", "skipped"):
+        for tid, previous in list(run.task_status.items()):
+            if previous != "completed":
                 del run.task_status[tid]
                 run.errors.pop(tid, None)
     elif kind is EventKind.WORKFLOW_FINISHED:

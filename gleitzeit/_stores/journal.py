@@ -25,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -161,6 +162,13 @@ class JournalStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise _os_error(exc, path, "open") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _error(
+                f"The journal path {path} is not a regular file; choose a file path for db_path.",
+                ErrorCode.PERSISTENCE_CONNECTION_FAILED,
+                path,
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

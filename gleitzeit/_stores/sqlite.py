@@ -25,7 +25,7 @@ from .._serde import structure_workflow, unstructure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
-from ._state import StoredRun
+from ._state import STATUS_OF_EVENT, StoredRun
 
 if TYPE_CHECKING:
     import os
@@ -254,12 +254,11 @@ class SqliteStore:
                         (e.status, e.at, _dumps(e.error), e.workflow_id),
                     )
                 else:
-                    status = kind.value.removeprefix("task_")
                     task_rows.append(
                         (
                             e.workflow_id,
                             e.task_id,
-                            status,
+                            STATUS_OF_EVENT[kind],
                             _dumps(e.result),
                             _dumps(e.error),
                             e.attempt,

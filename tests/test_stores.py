@@ -1,0 +1,278 @@
+"""Tests for the stores: the shared battery, then each store's own promises."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gleitzeit import GleitzeitClient, WorkflowStatus
+from gleitzeit._stores.journal import JournalStore, read_journal
+from gleitzeit._stores.memory import MemoryStore
+from gleitzeit._stores.sqlite import SCHEMA_VERSION, SqliteStore
+from gleitzeit.core.errors import ErrorCode, PersistenceError
+from gleitzeit.testing import check_store
+
+pytestmark = pytest.mark.anyio
+
+HELLO = Path(__file__).parents[1] / "examples" / "hello.yaml"
+
+
+async def test_memory_store_battery() -> None:
+    """The memory store passes the battery (not durable)."""
+    await check_store(MemoryStore, durable=False)
+
+
+async def test_journal_store_battery(tmp_path: Path) -> None:
+    """The journal passes the battery, across reopening."""
+    await check_store(lambda: JournalStore(tmp_path / "j.jsonl"), durable=True)
+
+
+async def test_journal_fsync_battery(tmp_path: Path) -> None:
+    """The journal with fsync durability passes too."""
+    await check_store(lambda: JournalStore(tmp_path / "j.jsonl", durability="fsync"), durable=True)
+
+
+async def test_sqlite_store_battery(tmp_path: Path) -> None:
+    """sqlite passes the battery, across reopening."""
+    await check_store(lambda: SqliteStore(tmp_path / "g.db"), durable=True)
+
+
+@pytest.mark.parametrize("persistence", ["journal", "sqlite"])
+async def test_state_survives_the_client(tmp_path: Path, persistence: str) -> None:
+    """A new client sees status, results and the list; resume returns the same results."""
+    path = tmp_path / "store"
+    async with GleitzeitClient(persistence=persistence, db_path=path, isolation="inline") as c:
+        results = await c.run_workflow(HELLO)
+        (listed,) = await c.list_workflows()
+    async with GleitzeitClient(persistence=persistence, db_path=path) as c:
+        status = await c.get_workflow_status(listed.id)
+        assert status is not None
+        assert (status.status, status.completed_tasks, status.total_tasks) == (
+            WorkflowStatus.COMPLETED,
+            3,
+            3,
+        )
+        assert await c.get_task_result(listed.id, "Summary") == results["Summary"]
+        assert await c.wait_for_workflow(listed.id) == results
+        assert await c.resume_workflow(listed.id) == results
+        assert [w.id for w in await c.list_workflows()] == [listed.id]
+
+
+async def _write_run(path: Path) -> bytes:
+    async with GleitzeitClient(persistence="journal", db_path=path, isolation="inline") as c:
+        await c.run_workflow(HELLO)
+    return path.read_bytes()
+
+
+async def test_journal_lines_are_versioned_records(tmp_path: Path) -> None:
+    """Every line is one JSON object with a version `v` and a kind."""
+    data = await _write_run(tmp_path / "j.jsonl")
+    lines = data.decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(r["v"] == 1 for r in records)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "workflow_submitted"
+    assert kinds[-1] == "workflow_finished"
+    assert kinds.count("task_completed") == 3
+
+
+async def test_torn_last_line_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A record cut short by a crash is dropped with a warning and cut off the file."""
+    path = tmp_path / "j.jsonl"
+    data = await _write_run(path)
+    path.write_bytes(data[:-10])
+    store = JournalStore(path)
+    with caplog.at_level(logging.WARNING, logger="gleitzeit"):
+        await store.open()
+    await store.aclose()
+    assert "torn" in caplog.text
+    assert path.read_bytes() == data[: data.rfind(b"\n", 0, len(data) - 10) + 1]
+
+
+async def test_corruption_in_the_middle_names_the_line(tmp_path: Path) -> None:
+    """A bad line that is not the last is PERSISTENCE_INTEGRITY_ERROR naming it."""
+    path = tmp_path / "j.jsonl"
+    lines = (await _write_run(path)).split(b"\n")
+    lines[2] = b"{not json"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(PersistenceError) as info:
+        await JournalStore(path).open()
+    assert info.value.code == ErrorCode.PERSISTENCE_INTEGRITY_ERROR
+    assert info.value.data["line"] == 3
+    assert "line 3" in info.value.message
+
+
+async def test_compaction_keeps_state_and_shrinks(tmp_path: Path) -> None:
+    """compact() rewrites the journal atomically into its current state."""
+    path = tmp_path / "j.jsonl"
+    before_bytes = await _write_run(path)
+    store = JournalStore(path)
+    await store.open()
+    before = {
+        r.workflow.id: (r.status, r.task_status, r.results) for r in await store.list_runs(10)
+    }
+    await store.compact()
+    await store.aclose()
+    assert len(path.read_bytes()) <= len(before_bytes)
+    store = JournalStore(path)
+    await store.open()
+    after = {r.workflow.id: (r.status, r.task_status, r.results) for r in await store.list_runs(10)}
+    await store.aclose()
+    assert after == before
+
+
+async def test_journal_is_locked_to_one_process(tmp_path: Path) -> None:
+    """A second open of the same journal is PERSISTENCE_TRANSACTION_FAILED."""
+    first = JournalStore(tmp_path / "j.jsonl")
+    await first.open()
+    try:
+        with pytest.raises(PersistenceError) as info:
+            await JournalStore(tmp_path / "j.jsonl").open()
+        assert info.value.code == ErrorCode.PERSISTENCE_TRANSACTION_FAILED
+    finally:
+        await first.aclose()
+
+
+DISK_FULL_SCRIPT = """
+import resource, signal, sys, trio
+from gleitzeit import GleitzeitClient, PersistenceError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+path, persistence, hello = sys.argv[1], sys.argv[2], sys.argv[3]
+big = {"name": "big", "tasks": [{"name": f"t{i}", "method": "python/execute",
+       "params": {"code": "result = 'x' * 5000"}} for i in range(50)]}
+async def main():
+    async with GleitzeitClient(persistence=persistence, db_path=path, isolation="inline") as c:
+        await c.run_workflow(hello)
+        import os
+        size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, resource.RLIM_INFINITY))
+        try:
+            await c.run_workflow(big)
+        except PersistenceError as e:
+            print(int(e.code), e.message)
+trio.run(main)
+"""
+
+
+@pytest.mark.parametrize("persistence", ["journal", "sqlite"])
+async def test_disk_full_is_a_write_error_and_loses_nothing(
+    tmp_path: Path, persistence: str
+) -> None:
+    """A full disk (a file size limit here) is PERSISTENCE_WRITE_FAILED; results
+    recorded before it are intact."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "store"
+    out = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_SCRIPT, str(path), persistence, str(HELLO)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.stdout.startswith(str(int(ErrorCode.PERSISTENCE_WRITE_FAILED))), out
+    assert "disk is full" in out.stdout or "full" in out.stdout
+    async with GleitzeitClient(persistence=persistence, db_path=path) as c:
+        listed = await c.list_workflows()
+        hello = next(w for w in listed if w.name == "Hello gleitzeit")
+        assert hello.status is WorkflowStatus.COMPLETED
+        summary = await c.get_task_result(hello.id, "Summary")
+        assert summary is not None
+        assert summary["result"]["total"] == 55
+
+
+@pytest.mark.parametrize("persistence", ["journal", "sqlite"])
+async def test_unusable_path_is_a_connection_error(tmp_path: Path, persistence: str) -> None:
+    """A path under a regular file cannot be created: PERSISTENCE_CONNECTION_FAILED."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PersistenceError) as info:
+        async with GleitzeitClient(persistence=persistence, db_path=tmp_path / "file" / "db"):
+            pass
+    assert info.value.code in (
+        ErrorCode.PERSISTENCE_CONNECTION_FAILED,
+        ErrorCode.PERSISTENCE_WRITE_FAILED,
+    )
+    assert str(tmp_path / "file") in info.value.message
+
+
+async def test_sqlite_schema_is_versioned_and_wal(tmp_path: Path) -> None:
+    """A new database gets the current schema version and WAL mode."""
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.aclose()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(PersistenceError, match="newer gleitzeit"):
+        await SqliteStore(path).open()
+
+
+async def test_sqlite_rejects_a_foreign_file(tmp_path: Path) -> None:
+    """A file that is not a database is PERSISTENCE_INTEGRITY_ERROR."""
+    path = tmp_path / "g.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(PersistenceError) as info:
+        await SqliteStore(path).open()
+    assert info.value.code == ErrorCode.PERSISTENCE_INTEGRITY_ERROR
+
+
+async def test_sqlite_locked_database_loses_nothing(tmp_path: Path) -> None:
+    """A lock held too long is PERSISTENCE_TRANSACTION_FAILED; recorded results stay."""
+    path = tmp_path / "g.db"
+    async with GleitzeitClient(persistence="sqlite", db_path=path, isolation="inline") as c:
+        done = await c.run_workflow(HELLO)
+        (wf,) = await c.list_workflows()
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            store = SqliteStore(path, busy_timeout=0.1)
+            with pytest.raises(PersistenceError) as info:
+                await store.open()
+            assert info.value.code == ErrorCode.PERSISTENCE_TRANSACTION_FAILED
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert await c.get_task_result(wf.id, "Summary") == done["Summary"]
+
+
+async def test_two_clients_share_one_sqlite_file(tmp_path: Path) -> None:
+    """Two clients writing to one database at once both finish; the file stays sound."""
+    import anyio
+
+    path = tmp_path / "g.db"
+    doc = {
+        "name": "many",
+        "tasks": [
+            {"name": f"t{i}", "method": "python/execute", "params": {"code": f"result = {i}"}}
+            for i in range(200)
+        ],
+    }
+    out: list[dict[str, object]] = []
+
+    async def one() -> None:
+        async with GleitzeitClient(
+            persistence="sqlite", db_path=path, isolation="inline", max_concurrent=1
+        ) as c:
+            out.append(await c.run_workflow(doc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one)
+        tg.start_soon(one)
+    assert len(out) == 2
+    assert all(len(r) == 200 for r in out)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT count(*) FROM tasks WHERE status='completed'").fetchone()[0] == 400
+
+
+def test_read_journal_of_missing_file(tmp_path: Path) -> None:
+    """A journal that does not exist yet replays as empty."""
+    assert read_journal(tmp_path / "none.jsonl") == ([], 0, False)
