@@ -13,6 +13,7 @@ from gleitzeit import GleitzeitClient, WorkflowStatus
 from gleitzeit._stores.journal import JournalStore, read_journal
 from gleitzeit._stores.memory import MemoryStore
 from gleitzeit._stores.sqlite import SCHEMA_VERSION, SqliteStore
+from gleitzeit.core._events import Event, EventKind
 from gleitzeit.core.errors import ErrorCode, PersistenceError
 from gleitzeit.testing import check_store
 
@@ -234,8 +235,11 @@ async def test_sqlite_locked_database_loses_nothing(tmp_path: Path) -> None:
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             store = SqliteStore(path, busy_timeout=0.1)
+            await store.open()
+            event = Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=wf.id, at=1.0)
             with pytest.raises(PersistenceError) as info:
-                await store.open()
+                await store.record([event])
+            await store.aclose()
             assert info.value.code == ErrorCode.PERSISTENCE_TRANSACTION_FAILED
         finally:
             blocker.execute("ROLLBACK")
