@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gleitzeit import GleitzeitClient, TaskStatus, WorkflowStatus
 from gleitzeit.core.errors import (
@@ -20,6 +22,7 @@ from gleitzeit.core.errors import (
 )
 
 from .conftest import alive, child_pids
+from .strategies import dag_workflow, dags
 
 pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -371,3 +374,34 @@ def test_configuration_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError):
         GleitzeitClient(persistence="memory", isolation="thread")  # type: ignore[arg-type]
     os.environ.pop("GLEITZEIT_LOG_LEVEL", None)
+
+
+@given(deps=dags(max_size=15), failing=st.sets(st.integers(0, 14), max_size=3))
+@settings(max_examples=25)
+async def test_run_workflow_property_with_real_code(
+    deps: list[list[int]], failing: set[int]
+) -> None:
+    """Through the public API with real (inline) code: results or the first failure's
+    error with exactly the completed results; skipped tasks never ran."""
+    failing = {f for f in failing if f < len(deps)}
+    doc = dag_workflow(deps)
+    for i in failing:
+        doc["tasks"][i]["params"]["code"] = f"raise ValueError('task {i}')"
+    async with client(isolation="inline") as c:
+        if not failing:
+            results = await c.run_workflow(doc)
+            assert [r["result"] for r in results.values()] == list(range(len(deps)))
+            return
+        with pytest.raises(TaskError) as info:
+            await c.run_workflow(doc)
+        status = await c.get_workflow_status(info.value.data["workflow_id"])
+    assert status is not None
+    done = {t.id for t in status.tasks if t.status is TaskStatus.COMPLETED}
+    assert set(info.value.data["results"]) == done
+    failed = {t.id for t in status.tasks if t.status is TaskStatus.FAILED}
+    assert info.value.data["task_id"] in failed
+    assert failed <= {f"t{i}" for i in failing}
+    skipped = {t.id for t in status.tasks if t.status is TaskStatus.SKIPPED}
+    for t in status.tasks:  # a task is skipped iff one of its dependencies did not complete
+        if t.id not in failed:
+            assert (t.id in skipped) == any(d not in done for d in t.dependencies), t.id

@@ -83,6 +83,17 @@ def test_plain_script_use() -> None:
     assert "state=closed" in repr(client)
 
 
+def test_parallel_example_through_the_sync_client() -> None:
+    """The seed's parallel example (python part) runs through the blocking twin."""
+    from pathlib import Path
+
+    with SyncGleitzeitClient(persistence="memory") as client:
+        results = client.run_workflow(
+            Path(__file__).parent / "fixtures" / "parallel_processing.yaml"
+        )
+    assert results["Merge_Data"]["result"]["count"] == 9
+
+
 def test_from_a_thread() -> None:
     """Works when used from a worker thread."""
     out: list[int] = []
