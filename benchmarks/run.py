@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -69,7 +69,9 @@ def _dask(deps: list[list[int]]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start}
 
 
-def _gleitzeit(deps: list[list[int]], persistence: str, isolation: str) -> dict[str, Any]:
+def _gleitzeit(
+    deps: list[list[int]], persistence: str, isolation: Literal["process", "inline"]
+) -> dict[str, Any]:
     import trio
 
     from gleitzeit import GleitzeitClient, load_workflow
@@ -150,11 +152,9 @@ def _spawn(case: str, shape: str, n: int) -> dict[str, Any] | None:
 
 
 def _has_dask() -> bool:
-    try:
-        import dask  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("dask") is not None
 
 
 def main() -> int:
