@@ -26,6 +26,7 @@ from ._engine import Engine, Run, stored_snapshot
 from ._loader import WorkflowSource, load_workflow
 from ._providers import Call
 from ._providers.builtin import BuiltinToolsProvider
+from ._providers.ollama import DEFAULT_CHAT_MODEL, DEFAULT_VISION_MODEL, OllamaProvider
 from ._providers.python import PythonProvider
 from .core._events import Event, EventKind
 from .core._models import Workflow, WorkflowStatus
@@ -73,6 +74,8 @@ class GleitzeitClient:
             processes, killable on timeout) or ``"inline"`` (this process: fast,
             for trusted code; a timeout cannot interrupt a busy loop there).
         workers: Python worker processes (default: the number of CPUs).
+        ollama_max_in_flight: Most requests in flight to the Ollama host at
+            once; more wait here rather than in Ollama's queue.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -90,6 +93,7 @@ class GleitzeitClient:
         max_concurrent: int = 16,
         isolation: Literal["process", "inline"] = "process",
         workers: int | None = None,
+        ollama_max_in_flight: int = 16,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -111,9 +115,10 @@ class GleitzeitClient:
             )
         self.max_concurrent = max_concurrent
         self._python = PythonProvider(workers)
+        self._ollama = OllamaProvider(self.ollama_url, max_in_flight=ollama_max_in_flight)
         self._store = self._make_store()
         self._engine = Engine(
-            [self._python, BuiltinToolsProvider()],
+            [self._python, self._ollama, BuiltinToolsProvider()],
             self._store,
             max_concurrent=max_concurrent,
             isolation=self.isolation,
@@ -458,6 +463,62 @@ class GleitzeitClient:
             isolation=self.isolation,
         )
         return await self._engine.run_call(call)
+
+    async def chat(
+        self, prompt: str, model: str = "llama3.2:latest", temperature: float = 0.7
+    ) -> str:
+        """Ask an Ollama model once and return the reply text (no retries of the call).
+
+        Raises:
+            ProviderError: PROVIDER_NOT_AVAILABLE (Ollama unreachable),
+                INVALID_PARAMS (unknown model: pull it), PROVIDER_OVERLOADED,
+                PROVIDER_UNHEALTHY, PROVIDER_TIMEOUT.
+        """
+        self._check_open()
+        call = Call(
+            method="llm/chat",
+            task_id="chat",
+            params={
+                "model": model or DEFAULT_CHAT_MODEL,
+                "prompt": prompt,
+                "temperature": temperature,
+            },
+        )
+        return str((await self._engine.run_call(call))["response"])
+
+    async def vision(
+        self, image_path: str, prompt: str = "Describe this image", model: str = "llava:latest"
+    ) -> str:
+        """Ask a vision model about one image and return the reply text.
+
+        Raises:
+            TaskError: TASK_VALIDATION_FAILED when the image is missing or unreadable.
+            ProviderError: as :meth:`chat`.
+        """
+        self._check_open()
+        call = Call(
+            method="llm/vision",
+            task_id="vision",
+            params={
+                "model": model or DEFAULT_VISION_MODEL,
+                "prompt": prompt,
+                "image_path": image_path,
+            },
+        )
+        return str((await self._engine.run_call(call))["response"])
+
+    async def provider_health(self) -> list[dict[str, Any]]:
+        """Each provider's health: reachable, version and models (for Ollama)."""
+        self._check_open()
+        return [
+            await self._ollama.health(),
+            {
+                "provider_id": "python",
+                "reachable": True,
+                "workers": self._python.pool.size,
+                "alive": len(self._python.pool.pids),
+            },
+        ]
 
 
 def _stored_results(stored: StoredRun) -> dict[str, Any]:

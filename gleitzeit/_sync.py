@@ -41,6 +41,8 @@ class SyncGleitzeitClient(SyncClientBase):
             processes, killable on timeout) or ``"inline"`` (this process: fast,
             for trusted code; a timeout cannot interrupt a busy loop there).
         workers: Python worker processes (default: the number of CPUs).
+        ollama_max_in_flight: Most requests in flight to the Ollama host at
+            once; more wait here rather than in Ollama's queue.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -58,6 +60,7 @@ class SyncGleitzeitClient(SyncClientBase):
         max_concurrent: int = 16,
         isolation: Literal["process", "inline"] = "process",
         workers: int | None = None,
+        ollama_max_in_flight: int = 16,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -69,6 +72,7 @@ class SyncGleitzeitClient(SyncClientBase):
             max_concurrent=max_concurrent,
             isolation=isolation,
             workers=workers,
+            ollama_max_in_flight=ollama_max_in_flight,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:
@@ -187,6 +191,35 @@ class SyncGleitzeitClient(SyncClientBase):
         return self._call(
             lambda: self._client.execute_python(code=code, file=file, args=args, timeout=timeout)
         )
+
+    def chat(self, prompt: str, model: str = "llama3.2:latest", temperature: float = 0.7) -> str:
+        """Ask an Ollama model once and return the reply text (no retries of the call).
+
+        Raises:
+            ProviderError: PROVIDER_NOT_AVAILABLE (Ollama unreachable),
+                INVALID_PARAMS (unknown model: pull it), PROVIDER_OVERLOADED,
+                PROVIDER_UNHEALTHY, PROVIDER_TIMEOUT.
+        """
+        return self._call(
+            lambda: self._client.chat(prompt=prompt, model=model, temperature=temperature)
+        )
+
+    def vision(
+        self, image_path: str, prompt: str = "Describe this image", model: str = "llava:latest"
+    ) -> str:
+        """Ask a vision model about one image and return the reply text.
+
+        Raises:
+            TaskError: TASK_VALIDATION_FAILED when the image is missing or unreadable.
+            ProviderError: as :meth:`chat`.
+        """
+        return self._call(
+            lambda: self._client.vision(image_path=image_path, prompt=prompt, model=model)
+        )
+
+    def provider_health(self) -> list[dict[str, Any]]:
+        """Each provider's health: reachable, version and models (for Ollama)."""
+        return self._call(lambda: self._client.provider_health())
 
 
 SyncGleitzeitClient.__module__ = "gleitzeit"

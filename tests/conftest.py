@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from gleitzeit.testing import FakeOllama
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -41,3 +47,19 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.fixture(scope="session")
+def ollama_server() -> Iterator[FakeOllama]:
+    """One loopback fake Ollama for the whole session (real HTTP on 127.0.0.1)."""
+    with FakeOllama() as server:
+        yield server
+
+
+@pytest.fixture
+def ollama(ollama_server: FakeOllama) -> Iterator[FakeOllama]:
+    """The session's fake Ollama, with its log and faults reset for this test."""
+    ollama_server.reset()
+    yield ollama_server
+    ollama_server.reset()
+    ollama_server.latency = ollama_server.chunk_delay = ollama_server.load_delay = 0.0

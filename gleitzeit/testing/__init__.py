@@ -1,10 +1,12 @@
 """Helpers for testing code that uses gleitzeit (and gleitzeit itself).
 
 * :func:`check_store` — the battery every store implementation must pass.
+* :class:`FakeOllama` — a loopback server that speaks the Ollama HTTP API.
 """
 
 from __future__ import annotations
 
 from ._check_store import check_store
+from ._fake_ollama import FakeOllama, LoggedRequest
 
-__all__ = ["check_store"]
+__all__ = ["FakeOllama", "LoggedRequest", "check_store"]
