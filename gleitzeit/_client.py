@@ -244,7 +244,9 @@ class GleitzeitClient:
         finally:
             self._runs.pop(run.id, None)
             self._finished[run.id] = run
-            while len(self._finished) > _KEEP_FINISHED:
+            # A store without task state (memory) relies on the runs kept here.
+            limit = _KEEP_FINISHED if self._store.task_events else None
+            while limit is not None and len(self._finished) > limit:
                 self._finished.popitem(last=False)
 
     def _live(self, workflow_id: str) -> Run | None:
@@ -386,9 +388,18 @@ class GleitzeitClient:
                 ErrorCode.WORKFLOW_INVALID_STATE,
                 {"workflow_id": workflow_id},
             )
-        stored = await self._stored(workflow_id)
-        run = self._engine.prepare(stored.workflow, completed=stored.results)
-        run.created_at = stored.created_at or time.time()
+        previous = self._finished.get(workflow_id)
+        if previous is not None:  # finished in this client: its state is the freshest
+            workflow, completed, created = (
+                previous.workflow,
+                previous.results,
+                previous.created_at,
+            )
+        else:
+            stored = await self._stored(workflow_id)
+            workflow, completed, created = stored.workflow, stored.results, stored.created_at
+        run = self._engine.prepare(workflow, completed=completed)
+        run.created_at = created or time.time()
         self._runs[workflow_id] = run
         await self._execute(run)
         return run.raise_for_status()
@@ -399,7 +410,7 @@ class GleitzeitClient:
         stored = await self._store.list_runs(limit)
         out = []
         for item in stored:
-            run = self._runs.get(item.workflow.id)
+            run = self._live(item.workflow.id)
             out.append(run.snapshot() if run is not None else stored_snapshot(item))
         return out
 

@@ -302,7 +302,10 @@ class Engine:
     ) -> None:
         sched = run.sched
         tasks = run.workflow.tasks
+        results = run.results
         ordered = self.store.ordered
+        fast = not ordered and not self.store.task_events
+        by_method = self._by_method
         limit = run.max_concurrent
         inflight = 0
         outcomes: list[_Outcome] = []
@@ -313,7 +316,7 @@ class Engine:
                 if i is None:
                     break
                 task = tasks[i]
-                provider = self._by_method.get(task.method)
+                provider = by_method.get(task.method)
                 if task.retry is None and provider is not None:
                     try:
                         call = self.call_for(run, i)
@@ -328,6 +331,9 @@ class Engine:
                     inline_runs += 1
                     if ordered:
                         outcomes.append(outcome)
+                    elif fast and outcome[2] is None:
+                        results[task.id] = outcome[1]  # type: ignore[assignment]
+                        sched.complete(i)
                     else:
                         self._apply(run, (outcome,))
                     continue
@@ -445,6 +451,12 @@ class Engine:
     def _stage(self, run: Run, outcomes: Sequence[_Outcome]) -> None:
         """Queue the events of these outcomes for the next flush."""
         tasks = run.workflow.tasks
+        if not self.store.task_events:
+            for i, _result, error, _attempts in outcomes:
+                if error is not None:
+                    error.data.setdefault("task_id", tasks[i].id)
+                    error.data["workflow_id"] = run.id
+            return
         now = time.time()
         events = run.pending_events
         for i, result, error, attempts in outcomes:

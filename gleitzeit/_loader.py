@@ -73,8 +73,9 @@ _TEMPLATE_TASK_KEYS: Final = frozenset(
 _ISOLATION: Final = ("process", "inline")
 _MAX_LISTED: Final = 20
 
-#: Workflows this module built (and so validated); others are re-checked.
-_validated: weakref.WeakSet[Workflow] = weakref.WeakSet()
+#: Workflows this module built (and so validated), by identity; others are re-checked.
+#: (Not a WeakSet: hashing a frozen Workflow would hash every task.)
+_validated: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
 
 
 class _Problems:
@@ -218,7 +219,7 @@ def load_workflow(
     """
     obj: object = source  # callers without type checking may pass anything
     if isinstance(obj, Workflow):
-        if obj in _validated:
+        if _validated.get(id(obj)) is obj:
             return obj
         from ._serde import unstructure_workflow  # deferred: avoids an import cycle
 
@@ -307,7 +308,7 @@ def parse_workflow(
         batch=batch,
         template=template,
     )
-    _validated.add(workflow)
+    _validated[id(workflow)] = workflow
     return workflow
 
 

@@ -405,3 +405,31 @@ async def test_run_workflow_property_with_real_code(
     for t in status.tasks:  # a task is skipped iff one of its dependencies did not complete
         if t.id not in failed:
             assert (t.id in skipped) == any(d not in done for d in t.dependencies), t.id
+
+
+async def test_resume_after_failure_reruns_only_unfinished(tmp_path: Path) -> None:
+    """On the memory store too, resume reuses completed results and reruns the rest."""
+    counter = tmp_path / "runs"
+    flag = tmp_path / "ok"
+    count = (
+        f"import pathlib\np = pathlib.Path({str(counter)!r})\n"
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\nresult = 1"
+    )
+    wf = {
+        "name": "resume",
+        "tasks": [
+            py("once", count),
+            py(
+                "flaky",
+                f"import pathlib\nassert pathlib.Path({str(flag)!r}).exists()\nresult = 2",
+                dependencies=["once"],
+            ),
+        ],
+    }
+    async with client(isolation="inline") as c:
+        with pytest.raises(TaskError) as info:
+            await c.run_workflow(wf)
+        flag.touch()
+        results = await c.resume_workflow(info.value.data["workflow_id"])
+    assert results["flaky"]["result"] == 2
+    assert counter.read_text() == "x"

@@ -33,6 +33,7 @@ class RecordingStore(MemoryStore):
     def __init__(self, ordered: bool) -> None:
         super().__init__()
         self.ordered = ordered
+        self.task_events = True  # unlike the plain memory store, record every task
         self.recorded_completions: set[str] = set()
 
     async def record(self, events: Any) -> None:

@@ -29,6 +29,9 @@ class Store(Protocol):
     name: str
     #: True if recorded events survive a crash of this process.
     ordered: bool
+    #: False if the store keeps no per-task state (the memory store: the client
+    #: keeps its runs itself); the engine then sends only workflow events.
+    task_events: bool
 
     async def open(self) -> None:
         """Connect / open files / replay; called once by the client."""

@@ -133,6 +133,7 @@ class JournalStore:
 
     name = "journal"
     ordered = True
+    task_events = True
 
     def __init__(self, path: str | os.PathLike[str], durability: Durability = "batch") -> None:
         if durability not in _DURABILITY:

@@ -17,10 +17,17 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """Keeps every workflow's state in a dict; nothing survives the process."""
+    """Keeps every workflow's state in a dict; nothing survives the process.
+
+    The engine sends it workflow events only (``task_events = False``): the
+    client keeps every run of a memory-backed session, with its task states
+    and results, so per-task copies here would only cost time. Fed task
+    events (as :func:`gleitzeit.testing.check_store` does), it applies them.
+    """
 
     name = "memory"
     ordered = False
+    task_events = False
 
     def __init__(self) -> None:
         self._runs: dict[str, StoredRun] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -129,6 +130,7 @@ class SqliteStore:
 
     name = "sqlite"
     ordered = True
+    task_events = True
 
     def __init__(
         self,
@@ -169,6 +171,23 @@ class SqliteStore:
         self._db = await self._run(self._open_sync, doing="open")
 
     def _open_sync(self) -> sqlite3.Connection:
+        # Switching a new file to WAL (and creating the schema) can meet SQLITE_BUSY
+        # without sqlite's busy handler when processes open it at the same moment.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.01
+        while True:
+            try:
+                return self._try_open()
+            except sqlite3.OperationalError as exc:
+                busy = (getattr(exc, "sqlite_errorname", "") or "").startswith(
+                    ("SQLITE_BUSY", "SQLITE_LOCKED")
+                )
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _try_open(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
