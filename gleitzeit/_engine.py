@@ -31,6 +31,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from ._gc import gc_paused
 from ._providers import Call
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
@@ -189,6 +190,10 @@ class Engine:
             completed: Results already recorded (a resumed run); those tasks
                 never run again.
         """
+        with gc_paused():
+            return self._prepare(workflow, completed)
+
+    def _prepare(self, workflow: Workflow, completed: Mapping[str, dict[str, Any]] | None) -> Run:
         tasks = workflow.tasks
         index = {t.id: i for i, t in enumerate(tasks)}
         aliases: dict[str, str] = {}
@@ -311,34 +316,36 @@ class Engine:
         outcomes: list[_Outcome] = []
         while not sched.finished:
             inline_runs = 0
-            while inflight < limit and inline_runs < INLINE_BATCH:
-                i = sched.pop_ready()
-                if i is None:
-                    break
-                task = tasks[i]
-                provider = by_method.get(task.method)
-                if task.retry is None and provider is not None:
-                    try:
-                        call = self.call_for(run, i)
-                    except GleitzeitError as exc:
-                        outcome: _Outcome = (i, None, exc, 1)
-                    else:
-                        if not provider.runs_inline(call):
-                            inflight += 1
-                            tg.start_soon(self._attempts, run, i, send, call)
-                            continue
-                        outcome = self._run_inline(provider, call, i)
-                    inline_runs += 1
-                    if ordered:
-                        outcomes.append(outcome)
-                    elif fast and outcome[2] is None:
-                        results[task.id] = outcome[1]  # type: ignore[assignment]
-                        sched.complete(i)
-                    else:
-                        self._apply(run, (outcome,))
-                    continue
-                inflight += 1
-                tg.start_soon(self._attempts, run, i, send, None)
+            # One synchronous batch: collecting cycles can wait until it is done.
+            with gc_paused():
+                while inflight < limit and inline_runs < INLINE_BATCH:
+                    i = sched.pop_ready()
+                    if i is None:
+                        break
+                    task = tasks[i]
+                    provider = by_method.get(task.method)
+                    if task.retry is None and provider is not None:
+                        try:
+                            call = self.call_for(run, i)
+                        except GleitzeitError as exc:
+                            outcome: _Outcome = (i, None, exc, 1)
+                        else:
+                            if not provider.runs_inline(call):
+                                inflight += 1
+                                tg.start_soon(self._attempts, run, i, send, call)
+                                continue
+                            outcome = self._run_inline(provider, call, i)
+                        inline_runs += 1
+                        if ordered:
+                            outcomes.append(outcome)
+                        elif fast and outcome[2] is None:
+                            results[task.id] = outcome[1]  # type: ignore[assignment]
+                            sched.complete(i)
+                        else:
+                            self._apply(run, (outcome,))
+                        continue
+                    inflight += 1
+                    tg.start_soon(self._attempts, run, i, send, None)
             if not outcomes and not inline_runs and not run.pending_events:
                 if inflight == 0:  # nothing ran and nothing is running: a bug
                     raise AssertionError(f"scheduler stalled: {sched!r}")  # pragma: no cover

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from ._gc import gc_paused
 from .core._graph import find_cycle
 from .core._methods import METHODS, MethodSpec, describe_types, type_ok
 from .core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy, Task, Workflow
@@ -255,6 +256,16 @@ def parse_workflow(
 
     See :func:`load_workflow` for the errors raised.
     """
+    with gc_paused():
+        return _parse_workflow(doc, source, source_dir, methods)
+
+
+def _parse_workflow(
+    doc: Mapping[str, Any],
+    source: str | None,
+    source_dir: str | None,
+    methods: Mapping[str, MethodSpec],
+) -> Workflow:
     problems = _Problems()
     name = doc.get("name")
     if name is None:
@@ -391,6 +402,13 @@ def _parse_tasks(
     deps_idx: list[list[int]] = []
     for f in parsed:
         label = f["name"]
+        # Fast path: dependencies named by id, each once, and no references.
+        given = f["deps"]
+        if not f["refs"] and all(d in by_id for d in given) and len(set(given)) == len(given):
+            deps_idx.append([by_id[d] for d in given])
+            f["dep_ids"] = tuple(given)
+            continue
+        f["dep_ids"] = None
         seen: dict[int, None] = {}
         for dep in f["deps"]:
             j = lookup(dep)
@@ -442,7 +460,9 @@ def _parse_tasks(
             method=f["method"],
             protocol=f["protocol"],
             params=f["params"],
-            dependencies=tuple(parsed[j]["id"] for j in deps),
+            dependencies=f["dep_ids"]
+            if f["dep_ids"] is not None
+            else tuple(parsed[j]["id"] for j in deps),
             timeout=f["timeout"],
             retry=f["retry"],
             priority=f["priority"],
@@ -465,17 +485,19 @@ def _parse_task(
             None,
         )
         return None
-    tid = _ident(raw.get("id"))
-    name = _ident(raw.get("name"))
+    raw_id, raw_name = raw.get("id"), raw.get("name")
+    tid = raw_id if type(raw_id) is str and raw_id.strip() else _ident(raw_id)
+    name = raw_name if type(raw_name) is str and raw_name.strip() else _ident(raw_name)
     label = name or tid or f"#{index + 1}"
     if tid is None and name is None:
         problems.add("a task needs a 'name' (or an 'id')", label, "name")
-    for key in ("id", "name"):
-        if raw.get(key) is not None and _ident(raw[key]) is None:
+    for key, value, ident in (("id", raw_id, tid), ("name", raw_name, name)):
+        if value is not None and ident is None:
             problems.add(f"{key!r} must be a non-empty string", label, key)
-    for key in raw:
-        if key not in _TASK_KEYS:
-            problems.unknown_key(key, _TASK_KEYS, label, "the task")
+    if not _TASK_KEYS.issuperset(raw):
+        for key in raw:
+            if key not in _TASK_KEYS:
+                problems.unknown_key(key, _TASK_KEYS, label, "the task")
 
     method = raw.get("method")
     spec: MethodSpec | None = None
@@ -564,8 +586,8 @@ def _parse_task(
             f"'isolation' must be 'process' or 'inline', not {isolation!r}", label, "isolation"
         )
         isolation = None
-    tags = _opt(raw, "tags", (list,), problems, label) or []
-    if not all(isinstance(t, str) for t in tags):
+    tags = _opt(raw, "tags", (list,), problems, label) or [] if "tags" in raw else []
+    if tags and not all(isinstance(t, str) for t in tags):
         problems.add("'tags' must be a list of strings", label, "tags")
         tags = []
     if tid is None and name is None:
@@ -579,13 +601,17 @@ def _parse_task(
         "params": params,
         "deps": deps,
         "refs": refs,
-        "timeout": _positive(raw, "timeout", problems, label),
+        "timeout": _positive(raw, "timeout", problems, label) if "timeout" in raw else None,
         "retry": retry,
         "priority": priority,
         "isolation": isolation,
-        "description": _opt(raw, "description", (str,), problems, label),
+        "description": _opt(raw, "description", (str,), problems, label)
+        if "description" in raw
+        else None,
         "tags": tuple(tags),
-        "metadata": _opt(raw, "metadata", (dict,), problems, label) or {},
+        "metadata": _opt(raw, "metadata", (dict,), problems, label) or {}
+        if "metadata" in raw
+        else {},
     }
 
 
@@ -610,9 +636,8 @@ def _check_params(
                 label,
                 f"params.{key}",
             )
-    given = {k for k, v in params.items() if v is not None}
     for group in spec.one_of:
-        count = len(given.intersection(group))
+        count = sum(params.get(k) is not None for k in group)
         if count > 1:
             problems.add(
                 f"{spec.name} takes one of {' or '.join(map(repr, group))}, not both",
@@ -623,10 +648,10 @@ def _check_params(
             problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
     if not template:
         for group in spec.any_of:
-            if not given.intersection(group):
+            if all(params.get(k) is None for k in group):
                 problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
     for group in spec.at_most_one:
-        if len(given.intersection(group)) > 1:
+        if sum(params.get(k) is not None for k in group) > 1:
             problems.add(
                 f"{' and '.join(map(repr, group))} are aliases; give only one", label, "params"
             )
