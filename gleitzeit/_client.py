@@ -485,17 +485,12 @@ class GleitzeitClient:
                 INVALID_PARAMS (unknown model: pull it), PROVIDER_OVERLOADED,
                 PROVIDER_UNHEALTHY, PROVIDER_TIMEOUT.
         """
-        self._check_open()
-        call = Call(
-            method="llm/chat",
-            task_id="chat",
-            params={
-                "model": model or DEFAULT_CHAT_MODEL,
-                "prompt": prompt,
-                "temperature": temperature,
-            },
-        )
-        return str((await self._engine.run_call(call))["response"])
+        params = {
+            "model": model or DEFAULT_CHAT_MODEL,
+            "prompt": prompt,
+            "temperature": temperature,
+        }
+        return await self._reply_text("llm/chat", params)
 
     async def vision(
         self, image_path: str, prompt: str = "Describe this image", model: str = "llava:latest"
@@ -506,16 +501,17 @@ class GleitzeitClient:
             TaskError: TASK_VALIDATION_FAILED when the image is missing or unreadable.
             ProviderError: as :meth:`chat`.
         """
+        params = {
+            "model": model or DEFAULT_VISION_MODEL,
+            "prompt": prompt,
+            "image_path": image_path,
+        }
+        return await self._reply_text("llm/vision", params)
+
+    async def _reply_text(self, method: str, params: dict[str, Any]) -> str:
+        """One llm call outside any workflow; its reply text."""
         self._check_open()
-        call = Call(
-            method="llm/vision",
-            task_id="vision",
-            params={
-                "model": model or DEFAULT_VISION_MODEL,
-                "prompt": prompt,
-                "image_path": image_path,
-            },
-        )
+        call = Call(method=method, task_id=method.removeprefix("llm/"), params=params)
         return str((await self._engine.run_call(call))["response"])
 
     async def provider_health(self) -> list[dict[str, Any]]:

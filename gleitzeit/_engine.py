@@ -458,16 +458,15 @@ class Engine:
     def _stage(self, run: Run, outcomes: Sequence[_Outcome]) -> None:
         """Queue the events of these outcomes for the next flush."""
         tasks = run.workflow.tasks
-        if not self.store.task_events:
-            for i, _result, error, _attempts in outcomes:
-                if error is not None:
-                    error.data.setdefault("task_id", tasks[i].id)
-                    error.data["workflow_id"] = run.id
-            return
         now = time.time()
         events = run.pending_events
         for i, result, error, attempts in outcomes:
             tid = tasks[i].id
+            if error is not None:  # errors name their task and workflow end to end
+                error.data.setdefault("task_id", tid)
+                error.data["workflow_id"] = run.id
+            if not self.store.task_events:
+                continue
             if error is None:
                 events.append(
                     Event(
@@ -480,8 +479,6 @@ class Engine:
                     )
                 )
             else:
-                error.data.setdefault("task_id", tid)
-                error.data["workflow_id"] = run.id
                 events.append(
                     Event(
                         kind=EventKind.TASK_FAILED,

@@ -408,39 +408,25 @@ def test_directory_and_wrong_type(tmp_path: Path) -> None:
     assert "cannot load a workflow from a int" in _problems(42)[0]["message"]
 
 
+def _hand_made(wf_id: str, *dependencies: str) -> Workflow:
+    task = Task(
+        id="a",
+        name="a",
+        method="python/execute",
+        protocol="python/v1",
+        params={"code": "1"},
+        dependencies=dependencies,
+    )
+    return Workflow(id=wf_id, name="hand made", tasks=(task,))
+
+
 def test_workflow_objects_are_revalidated() -> None:
     """A loaded Workflow passes through; a hand-built invalid one is rejected."""
     wf = load_workflow(seed_examples.PARALLEL_PROCESSING)
     assert load_workflow(wf) is wf
-    bad = Workflow(
-        id="w1",
-        name="hand made",
-        tasks=(
-            Task(
-                id="a",
-                name="a",
-                method="python/execute",
-                protocol="python/v1",
-                params={"code": "1"},
-                dependencies=("missing",),
-            ),
-        ),
-    )
-    problems = _problems(bad)
+    problems = _problems(_hand_made("w1", "missing"))
     assert problems[0]["field"] == "dependencies"
-    good = Workflow(
-        id="w2",
-        name="hand made",
-        tasks=(
-            Task(
-                id="a",
-                name="a",
-                method="python/execute",
-                protocol="python/v1",
-                params={"code": "1"},
-            ),
-        ),
-    )
+    good = _hand_made("w2")
     assert load_workflow(good) == good
 
 
