@@ -26,12 +26,13 @@ import random
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import httpx
 
 from ..core.errors import ErrorCode, ProviderError, TaskError
 from .python import resolve_path
 
 if TYPE_CHECKING:
+    import httpx
+
     from . import Call
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_VISION_MODEL", "OllamaProvider"]
@@ -82,9 +83,8 @@ class OllamaProvider:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_in_flight = max_in_flight
-        self.timeout = httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=60.0, pool=None
-        )
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.retries = retries
         self.retry_delay = retry_delay
         self._http: httpx.AsyncClient | None = None
@@ -96,9 +96,14 @@ class OllamaProvider:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx  # deferred: importing httpx costs ~100 ms, and not every run calls it
+
+            timeout = httpx.Timeout(
+                connect=self.connect_timeout, read=self.read_timeout, write=60.0, pool=None
+            )
             self._http = httpx.AsyncClient(
                 base_url=self.base_url,
-                timeout=self.timeout,
+                timeout=timeout,
                 http2=False,
                 trust_env=False,
                 limits=httpx.Limits(
@@ -292,6 +297,8 @@ class OllamaProvider:
                 await anyio.sleep(delay)
 
     async def _stream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
         model = body["model"]
         url = self.base_url + path
         try:
@@ -309,7 +316,7 @@ class OllamaProvider:
             ) from exc
         except httpx.ReadTimeout as exc:
             raise ProviderError(
-                f"Ollama at {self.base_url} sent nothing for {self.timeout.read:g} s "
+                f"Ollama at {self.base_url} sent nothing for {self.read_timeout:g} s "
                 f"({path}, model {model!r}); the model may still be loading: raise the read "
                 "timeout or warm the model up.",
                 ErrorCode.PROVIDER_TIMEOUT,
@@ -423,6 +430,8 @@ class OllamaProvider:
 
     async def health(self) -> dict[str, Any]:
         """Reachability, server version and installed models (never raises)."""
+        import httpx
+
         out: dict[str, Any] = {
             "provider_id": self.provider_id,
             "url": self.base_url,
@@ -432,8 +441,8 @@ class OllamaProvider:
         }
         try:
             client = self._client()
-            version = await client.get("/api/version", timeout=self.timeout.connect)
-            tags = await client.get("/api/tags", timeout=self.timeout.connect)
+            version = await client.get("/api/version", timeout=self.connect_timeout)
+            tags = await client.get("/api/tags", timeout=self.connect_timeout)
             out["version"] = version.json().get("version")
             out["models"] = [m.get("model") or m.get("name") for m in tags.json()["models"]]
             out["reachable"] = True
