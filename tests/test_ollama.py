@@ -243,7 +243,7 @@ async def test_read_timeout_is_provider_timeout(ollama: FakeOllama) -> None:
     """A server that says nothing for too long gives PROVIDER_TIMEOUT promptly."""
     ollama.latency = 2.0
     async with client(ollama.url) as c:
-        c._ollama.timeout = c._ollama.timeout.__class__(connect=1.0, read=0.2, write=1.0, pool=None)
+        c._ollama.read_timeout = 0.2
         with pytest.raises(ProviderError) as info:
             await c.chat("slow")
     assert info.value.code == ErrorCode.PROVIDER_TIMEOUT
