@@ -41,11 +41,11 @@ def run_code(code: str | None, file: str | None, args: dict[str, Any] | None) ->
     ``execution_time``, or ``ok: False`` with ``error_type``, ``message``,
     ``traceback`` (and the output so far). Never raises for user errors.
     """
-    args = dict(args or {})
     start = time.perf_counter()
+    args = dict(args) if args else {}
     out, err = io.StringIO(), io.StringIO()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    namespace.update((k, v) for k, v in args.items() if isinstance(k, str) and k.isidentifier())
+    namespace.update({k: v for k, v in args.items() if type(k) is str and k.isidentifier()})
     namespace["args"] = args
     namespace["result"] = None
     saved = sys.stdout, sys.stderr, sys.stdin, sys.argv
