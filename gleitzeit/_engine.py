@@ -32,6 +32,7 @@ import anyio.lowlevel
 import attrs
 
 from ._gc import gc_paused
+from ._loader import graph_of
 from ._providers import Call
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
@@ -199,7 +200,12 @@ class Engine:
         aliases: dict[str, str] = {}
         for t in tasks:
             aliases.setdefault(t.name, t.id)
-        deps = [[index[d] for d in t.dependencies] for t in tasks]
+        known = graph_of(workflow)
+        if known is not None:
+            deps, needs_subst = known
+        else:
+            deps = [[index[d] for d in t.dependencies] for t in tasks]
+            needs_subst = bytearray(_has_refs(t.params) for t in tasks)
         priorities = [t.priority for t in tasks]
         done_idx = [index[tid] for tid in (completed or {}) if tid in index]
         run = Run(
@@ -207,7 +213,7 @@ class Engine:
             sched=Scheduler(deps, priorities, done_idx),
             index=index,
             aliases=aliases,
-            needs_subst=bytearray(_has_refs(t.params) for t in tasks),
+            needs_subst=needs_subst,
             max_concurrent=max(1, workflow.max_concurrent or self.max_concurrent),
         )
         if completed:

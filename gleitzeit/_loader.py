@@ -77,6 +77,16 @@ _MAX_LISTED: Final = 20
 #: Workflows this module built (and so validated), by identity; others are re-checked.
 #: (Not a WeakSet: hashing a frozen Workflow would hash every task.)
 _validated: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
+#: The dependency indexes and "has references" flags computed while validating,
+#: by workflow identity, so the engine need not compute them again.
+_graphs: dict[int, tuple[list[list[int]], bytearray]] = {}
+
+
+def graph_of(workflow: Workflow) -> tuple[list[list[int]], bytearray] | None:
+    """Dependency indexes and reference flags of a workflow this module built, or None."""
+    if _validated.get(id(workflow)) is not workflow:
+        return None
+    return _graphs.get(id(workflow))
 
 
 class _Problems:
@@ -293,6 +303,7 @@ def _parse_workflow(
     batch: BatchSpec | None = None
     template: dict[str, Any] | None = None
     tasks: tuple[Task, ...] = ()
+    graph: tuple[list[list[int]], bytearray] | None = None
     if is_batch:
         batch, template = _parse_batch(doc, problems, methods)
         if "tasks" in doc:
@@ -305,7 +316,7 @@ def _parse_workflow(
         for key in ("batch", "template", "protocol"):
             if key in doc:
                 problems.add(f"{key!r} belongs to batch documents (add 'type: batch')", None, key)
-        tasks = _parse_tasks(doc, problems, methods)
+        tasks, graph = _parse_tasks(doc, problems, methods)
     problems.raise_if_any(name, source)
     workflow = Workflow(
         id=str(wf_id),
@@ -320,6 +331,9 @@ def _parse_workflow(
         template=template,
     )
     _validated[id(workflow)] = workflow
+    if graph is not None:
+        _graphs[id(workflow)] = graph
+        weakref.finalize(workflow, _graphs.pop, id(workflow), None)
     return workflow
 
 
@@ -360,19 +374,19 @@ def _ident(value: Any) -> str | None:
 
 def _parse_tasks(
     doc: Mapping[str, Any], problems: _Problems, methods: Mapping[str, MethodSpec]
-) -> tuple[Task, ...]:
+) -> tuple[tuple[Task, ...], tuple[list[list[int]], bytearray] | None]:
     raw_tasks = doc.get("tasks")
     if raw_tasks is None:
         problems.add("missing required field 'tasks' (a list of tasks)", None, "tasks")
-        return ()
+        return (), None
     if not isinstance(raw_tasks, list):
         problems.add(
             f"'tasks' must be a list of tasks, not {type(raw_tasks).__name__}", None, "tasks"
         )
-        return ()
+        return (), None
     if not raw_tasks:
         problems.add("'tasks' is empty; a workflow needs at least one task", None, "tasks")
-        return ()
+        return (), None
 
     parsed: list[dict[str, Any]] = []
     for index, raw in enumerate(raw_tasks):
@@ -442,7 +456,7 @@ def _parse_tasks(
                 seen[j] = None
         deps_idx.append(list(seen))
     if problems.items:
-        return ()
+        return (), None
 
     cycle = find_cycle(deps_idx)
     if cycle is not None:
@@ -453,7 +467,7 @@ def _parse_tasks(
             "(each depends on the next); remove one of these dependencies.",
             data={"cycle": ids, "workflow": doc.get("name")},
         )
-    return tuple(
+    tasks = tuple(
         Task(
             id=f["id"],
             name=f["name"],
@@ -473,6 +487,7 @@ def _parse_tasks(
         )
         for f, deps in zip(parsed, deps_idx, strict=True)
     )
+    return tasks, (deps_idx, bytearray(bool(f["refs"]) for f in parsed))
 
 
 def _parse_task(

@@ -17,9 +17,13 @@ import attrs
 __all__ = ["Call", "Provider"]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class Call:
-    """One attempt at one task, as a provider sees it."""
+    """One attempt at one task, as a provider sees it.
+
+    (Not frozen: one is made per attempt on the hot path, and a plain init is
+    several times cheaper. Providers must not change it.)
+    """
 
     method: str
     params: dict[str, Any]
