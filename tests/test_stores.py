@@ -280,3 +280,18 @@ async def test_two_clients_share_one_sqlite_file(tmp_path: Path) -> None:
 def test_read_journal_of_missing_file(tmp_path: Path) -> None:
     """A journal that does not exist yet replays as empty."""
     assert read_journal(tmp_path / "none.jsonl") == ([], 0, False)
+
+
+def test_sqlite_falls_back_to_the_journal_without_sqlite3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the sqlite3 module, persistence="sqlite" uses a journal beside db_path."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gleitzeit._stores.sqlite", None)  # import fails
+    with caplog.at_level(logging.WARNING, logger="gleitzeit"):
+        client = GleitzeitClient(persistence="sqlite", db_path=tmp_path / "g.db")
+    store = client._store
+    assert isinstance(store, JournalStore)
+    assert store.path == tmp_path / "g.jsonl"
+    assert "sqlite3 module is not available" in caplog.text
