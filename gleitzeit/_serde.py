@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .core._events import Event
 from .core._models import Task, TaskResult, Workflow
@@ -23,6 +24,50 @@ RECORD_VERSION = 1
 
 #: Unstructures to JSON-ready dicts (enums as their values, tuples as lists).
 converter = cattrs.Converter(omit_if_default=True)
+
+
+def _as_is(value: Any, _type: Any = None) -> Any:
+    return value
+
+
+# An event's result and error are JSON-ready already (providers return
+# JSON-safe results; errors come from error_to_dict): walking them again on
+# every journal line cost ~90% of the encoding.
+converter.register_unstructure_hook(
+    Event,
+    make_dict_unstructure_fn(
+        Event,
+        converter,
+        _cattrs_omit_if_default=True,
+        result=override(unstruct_hook=_as_is),
+        error=override(unstruct_hook=_as_is),
+    ),
+)
+# Task params and metadata are JSON-like already (they came from YAML/JSON, or
+# json.dumps turns what is not into text): copying them cost most of writing a
+# workflow definition.
+_AS_IS = override(unstruct_hook=_as_is)
+converter.register_unstructure_hook(
+    Task,
+    make_dict_unstructure_fn(
+        Task, converter, _cattrs_omit_if_default=True, params=_AS_IS, metadata=_AS_IS
+    ),
+)
+converter.register_unstructure_hook(
+    Workflow,
+    make_dict_unstructure_fn(
+        Workflow, converter, _cattrs_omit_if_default=True, metadata=_AS_IS, template=_AS_IS
+    ),
+)
+converter.register_structure_hook(
+    Event,
+    make_dict_structure_fn(
+        Event,
+        converter,
+        result=override(struct_hook=_as_is),
+        error=override(struct_hook=_as_is),
+    ),
+)
 
 
 def unstructure_workflow(workflow: Workflow) -> dict[str, Any]:
@@ -63,6 +108,3 @@ def event_from_record(record: dict[str, Any]) -> Event:
     if version != RECORD_VERSION:
         raise ValueError(f"unknown record version {version!r}")
     return converter.structure(record, Event)
-
-
-_ = Task  # Task is structured as part of Workflow
