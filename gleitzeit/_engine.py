@@ -297,10 +297,15 @@ class Engine:
                 async with anyio.create_task_group() as tg:
                     await self._loop(run, tg, send, recv)
             timed_out = scope.cancelled_caught and not run.cancel_requested
-        except BaseException:
-            # Cancelled from outside (or a bug): record what happened, then propagate.
+        except BaseException as exc:
+            # A store failure (say, a full disk) fails the run with that error;
+            # cancellation from outside (or a bug) cancels it. Either way the
+            # state is recorded as far as possible, then the exception goes on.
+            failure = _lone_gleitzeit_error(exc)
             with anyio.CancelScope(shield=True):
-                await self._finish(run, cancelled=True)
+                await self._finish(run, cancelled=failure is None, failure=failure)
+            if failure is not None:
+                raise failure from (exc if failure is not exc else None)
             raise
         await self._finish(run, cancelled=run.cancel_requested, timed_out=timed_out)
 
@@ -526,7 +531,14 @@ class Engine:
             events, run.pending_events = run.pending_events, []
             await self.store.record(events)
 
-    async def _finish(self, run: Run, *, cancelled: bool, timed_out: bool = False) -> None:
+    async def _finish(
+        self,
+        run: Run,
+        *,
+        cancelled: bool,
+        timed_out: bool = False,
+        failure: GleitzeitError | None = None,
+    ) -> None:
         if run.done.is_set():
             return
         sched = run.sched
@@ -539,7 +551,10 @@ class Engine:
                 )
                 for j in sched.cancel()
             )
-        if timed_out:
+        if failure is not None:
+            run.status = WorkflowStatus.FAILED
+            run.error = failure
+        elif timed_out:
             run.status = WorkflowStatus.FAILED
             run.error = WorkflowError(
                 f"Workflow {run.workflow.name!r} ran past its timeout of "
@@ -571,9 +586,34 @@ class Engine:
         )
         try:
             await self._flush(run)
+        except GleitzeitError:
+            if failure is None:
+                raise
+            log.warning("workflow %s: could not record its failure: the store failed again", run.id)
         finally:
             run.done.set()
             log.debug("workflow %s finished: %s", run.id, run.status)
+
+
+def _lone_gleitzeit_error(exc: BaseException) -> GleitzeitError | None:
+    """The GleitzeitError behind ``exc``, unwrapping a task group's exception group.
+
+    None when ``exc`` is (or includes) cancellation, or is anything else.
+    """
+    if isinstance(exc, GleitzeitError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [exc]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, BaseExceptionGroup):
+                stack.extend(item.exceptions)
+            else:
+                leaves.append(item)
+        if len(leaves) == 1 and isinstance(leaves[0], GleitzeitError):
+            return leaves[0]
+    return None
 
 
 def stored_snapshot(stored: StoredRun) -> Workflow:

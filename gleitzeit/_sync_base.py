@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from anyio.from_thread import start_blocking_portal
 
@@ -40,15 +40,9 @@ class SyncClientBase:
         self._client_cm: AbstractContextManager[Any] | None = None
 
     def __repr__(self) -> str:
-        return f"<Sync{self._client!r}"[:-1] + ">"
+        return f"<{type(self).__name__} over {self._client!r}>"
 
-    def __enter__(self: T) -> T:
-        self_ = self  # keeps mypy's self-type and our attributes apart
-        assert isinstance(self_, SyncClientBase)
-        self_._enter()
-        return self
-
-    def _enter(self) -> None:
+    def __enter__(self) -> Self:
         if self._portal_cm is not None:
             raise GleitzeitError(
                 "A SyncGleitzeitClient can be entered once; create a new one.",
@@ -63,6 +57,7 @@ class SyncClientBase:
             self._portal_cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._portal = portal
+        return self
 
     def __exit__(
         self,

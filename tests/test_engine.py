@@ -15,7 +15,7 @@ from gleitzeit._engine import Engine
 from gleitzeit._stores.memory import MemoryStore
 from gleitzeit.core._events import Event, EventKind
 from gleitzeit.core._models import WorkflowStatus
-from gleitzeit.core.errors import ErrorCode, TaskError
+from gleitzeit.core.errors import ErrorCode, PersistenceError, TaskError
 
 from .strategies import dag_workflow, dags
 
@@ -185,3 +185,45 @@ async def test_random_dags_keep_every_invariant(
     else:
         assert run.status is WorkflowStatus.COMPLETED
         assert list(run.raise_for_status()) == names
+
+
+class FailingStore(RecordingStore):
+    """Fails the n-th write (and, if `sticky`, every write after it)."""
+
+    def __init__(self, fail_at: int, sticky: bool) -> None:
+        super().__init__(ordered=True)
+        self.fail_at, self.sticky, self.calls = fail_at, sticky, 0
+
+    async def record(self, events: Any) -> None:
+        self.calls += 1
+        if self.calls == self.fail_at or (self.sticky and self.calls > self.fail_at):
+            raise PersistenceError(
+                "the disk is full", ErrorCode.PERSISTENCE_WRITE_FAILED, {"backend": "test"}
+            )
+        await super().record(events)
+
+
+@pytest.mark.parametrize("sticky", [True, False])
+async def test_store_failure_mid_run_fails_the_run_with_that_error(sticky: bool) -> None:
+    """A store that fails mid-run ends it with its PersistenceError (not an exception
+    group, not 'cancelled'); what was recorded before stays recorded."""
+    from gleitzeit._providers.python import PythonProvider
+
+    store = FailingStore(fail_at=4, sticky=sticky)
+    engine = Engine([PythonProvider()], store, isolation="inline")
+    wf = load_workflow(dag_workflow([[i - 1] if i else [] for i in range(8)]))
+    await store.record(
+        [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=0.0, workflow=wf)]
+    )
+    run = engine.prepare(wf)
+    with pytest.raises(PersistenceError) as info:
+        await engine.execute(run)
+    assert info.value.code == ErrorCode.PERSISTENCE_WRITE_FAILED
+    assert run.status is WorkflowStatus.FAILED
+    assert run.error is info.value
+    stored = await store.load(wf.id)
+    assert stored is not None
+    assert set(stored.results) == store.recorded_completions
+    assert stored.results, "completions recorded before the failure are kept"
+    if not sticky:  # the store recovered: the failure itself was recorded
+        assert stored.status is WorkflowStatus.FAILED

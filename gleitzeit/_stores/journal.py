@@ -197,11 +197,17 @@ class JournalStore:
     async def aclose(self) -> None:
         """Flush and unlock."""
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is None:
+            await anyio.lowlevel.checkpoint()
+            return
+
+        def close() -> None:
             with contextlib.suppress(OSError):
                 os.fsync(fd)
-            os.close(fd)
-        await anyio.lowlevel.checkpoint()
+            os.close(fd)  # also releases the lock
+
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(close, limiter=self._limiter)
 
     def _encode(self, events: Iterable[Event]) -> bytes:
         return "".join(
