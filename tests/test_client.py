@@ -433,3 +433,28 @@ async def test_resume_after_failure_reruns_only_unfinished(tmp_path: Path) -> No
         results = await c.resume_workflow(info.value.data["workflow_id"])
     assert results["flaky"]["result"] == 2
     assert counter.read_text() == "x"
+
+
+async def test_legacy_mcp_workflow_runs_on_the_builtin_tools() -> None:
+    """The earlier system's mcp_workflow: echo, add, multiply (a typed ref), concat."""
+    async with client() as c:
+        results = await c.run_workflow(FIXTURES / "legacy" / "mcp_workflow.yaml")
+        with pytest.raises(TaskError) as info:
+            await c.run_workflow(
+                {
+                    "name": "bad",
+                    "tasks": [
+                        {"name": "s", "method": "mcp/tool.echo", "params": {"message": "x"}},
+                        {
+                            "name": "m",
+                            "method": "mcp/tool.multiply",
+                            "params": {"a": "${s.response}", "b": 2},
+                        },
+                    ],
+                }
+            )
+    assert results["echo"]["response"] == "hello"
+    assert results["add"]["result"] == 12
+    assert results["multiply"]["result"] == 36
+    assert results["concat"]["response"] == "hello | 36"
+    assert info.value.code == ErrorCode.INVALID_PARAMS
