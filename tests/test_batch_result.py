@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gleitzeit import BatchResult
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _result() -> BatchResult:
