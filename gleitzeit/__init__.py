@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._client import GleitzeitClient
     from ._loader import load_workflow
     from ._sync import SyncGleitzeitClient
+    from .core._events import Event, EventKind
     from .core._models import (
         RetryPolicy,
         Task,
@@ -35,6 +36,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BatchResult",
     "ErrorCode",
+    "Event",
+    "EventKind",
     "GleitzeitClient",
     "GleitzeitError",
     "PersistenceError",
@@ -56,6 +59,8 @@ _WHERE = {
     "GleitzeitClient": "._client",
     "SyncGleitzeitClient": "._sync",
     "load_workflow": "._loader",
+    "Event": ".core._events",
+    "EventKind": ".core._events",
     "RetryPolicy": ".core._models",
     "Task": ".core._models",
     "TaskResult": ".core._models",

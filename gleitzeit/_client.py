@@ -40,6 +40,7 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from ._stores import Store, StoredRun
@@ -76,6 +77,10 @@ class GleitzeitClient:
         workers: Python worker processes (default: the number of CPUs).
         ollama_max_in_flight: Most requests in flight to the Ollama host at
             once; more wait here rather than in Ollama's queue.
+        on_event: Called (in the event loop; keep it quick) with each batch
+            of state-change :class:`Event` records — workflow submitted,
+            started, finished; task started, completed, failed, skipped,
+            cancelled — e.g. to show progress. Its exceptions are logged.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -94,6 +99,7 @@ class GleitzeitClient:
         isolation: Literal["process", "inline"] = "process",
         workers: int | None = None,
         ollama_max_in_flight: int = 16,
+        on_event: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -122,6 +128,7 @@ class GleitzeitClient:
             self._store,
             max_concurrent=max_concurrent,
             isolation=self.isolation,
+            listeners=[on_event] if on_event is not None else [],
         )
         self._state: Literal["new", "open", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -225,7 +232,7 @@ class GleitzeitClient:
                 {"workflow_id": wf.id},
             )
         run = self._engine.prepare(wf)
-        await self._store.record(
+        await self._engine.emit(
             [
                 Event(
                     kind=EventKind.WORKFLOW_SUBMITTED,

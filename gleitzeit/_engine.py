@@ -25,7 +25,7 @@ import math
 import random
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import anyio
 import anyio.lowlevel
@@ -54,7 +54,7 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -62,13 +62,16 @@ if TYPE_CHECKING:
     from ._providers import Provider
     from ._stores import Store, StoredRun
 
-__all__ = ["INLINE_BATCH", "Engine", "Run"]
+__all__ = ["INLINE_BATCH", "Engine", "Listener", "Run"]
 
 log = logging.getLogger("gleitzeit.engine")
 
 #: Inline calls run per scheduler step before the loop yields to others.
 INLINE_BATCH: Final = 1024
 PYTHON_DEFAULT_TIMEOUT: Final = 30.0
+
+#: Receives each batch of events (after the store has recorded it).
+Listener: TypeAlias = "Callable[[Sequence[Event]], None]"
 
 # An outcome: (task index, result or None, error or None, attempts)
 _Outcome = tuple[int, "dict[str, Any] | None", "GleitzeitError | None", int]
@@ -163,12 +166,20 @@ class Engine:
         *,
         max_concurrent: int = 16,
         isolation: str = "process",
+        listeners: Iterable[Listener] = (),
     ) -> None:
         self.providers = list(providers)
         self.store = store
         self.max_concurrent = max_concurrent
         self.isolation = isolation
+        #: Called with every batch of events after the store recorded it.
+        self.listeners = list(listeners)
         self._by_method: dict[str, Provider] = {m: p for p in self.providers for m in p.methods}
+
+    @property
+    def task_events(self) -> bool:
+        """Whether per-task events are produced (for the store or for listeners)."""
+        return self.store.task_events or bool(self.listeners)
 
     def __repr__(self) -> str:
         return (
@@ -279,9 +290,7 @@ class Engine:
         """
         now = time.time()
         run.status = WorkflowStatus.RUNNING
-        await self.store.record(
-            [Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)]
-        )
+        await self.emit([Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)])
         log.debug(
             "workflow %s %r started: %d tasks", run.id, run.workflow.name, run.workflow.total_tasks
         )
@@ -320,7 +329,7 @@ class Engine:
         tasks = run.workflow.tasks
         results = run.results
         ordered = self.store.ordered
-        fast = not ordered and not self.store.task_events
+        fast = not ordered and not self.task_events
         by_method = self._by_method
         limit = run.max_concurrent
         inflight = 0
@@ -399,9 +408,12 @@ class Engine:
     ) -> None:
         """Run task ``i`` with its retries; send exactly one outcome."""
         task = run.workflow.tasks[i]
-        run.pending_events.append(
-            Event(kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id, at=time.time())
-        )
+        if self.task_events:
+            run.pending_events.append(
+                Event(
+                    kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id, at=time.time()
+                )
+            )
         log.debug("task %r started (%s)", task.id, task.method)
         attempt = 0
         while True:
@@ -476,7 +488,7 @@ class Engine:
             if error is not None:  # errors name their task and workflow end to end
                 error.data.setdefault("task_id", tid)
                 error.data["workflow_id"] = run.id
-            if not self.store.task_events:
+            if not self.task_events:
                 continue
             if error is None:
                 events.append(
@@ -520,16 +532,28 @@ class Engine:
                 run.error = error
             skipped = sched.fail(i)
             log.debug("task %r failed: %s; skipping %d dependents", tid, error, len(skipped))
-            now = time.time()
-            run.pending_events.extend(
-                Event(kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id, at=now)
-                for j in skipped
-            )
+            if self.task_events:
+                now = time.time()
+                run.pending_events.extend(
+                    Event(
+                        kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id, at=now
+                    )
+                    for j in skipped
+                )
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        """Record a batch of events in the store, then hand it to the listeners."""
+        await self.store.record(events)
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:  # a progress display must never break a run
+                log.exception("an event listener failed; it is called again next time")
 
     async def _flush(self, run: Run) -> None:
         if run.pending_events:
             events, run.pending_events = run.pending_events, []
-            await self.store.record(events)
+            await self.emit(events)
 
     async def _finish(
         self,
@@ -544,13 +568,18 @@ class Engine:
         sched = run.sched
         tasks = run.workflow.tasks
         if not sched.finished:
-            now = time.time()
-            run.pending_events.extend(
-                Event(
-                    kind=EventKind.TASK_CANCELLED, workflow_id=run.id, task_id=tasks[j].id, at=now
+            cancelled_tasks = sched.cancel()
+            if self.task_events:
+                now = time.time()
+                run.pending_events.extend(
+                    Event(
+                        kind=EventKind.TASK_CANCELLED,
+                        workflow_id=run.id,
+                        task_id=tasks[j].id,
+                        at=now,
+                    )
+                    for j in cancelled_tasks
                 )
-                for j in sched.cancel()
-            )
         if failure is not None:
             run.status = WorkflowStatus.FAILED
             run.error = failure

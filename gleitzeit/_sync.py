@@ -12,9 +12,11 @@ from ._sync_base import SyncClientBase
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Callable, Sequence
     from typing import Any, Literal
 
     from ._loader import WorkflowSource
+    from .core._events import Event
     from .core._models import Workflow
 
 __all__ = ["SyncGleitzeitClient"]
@@ -43,6 +45,10 @@ class SyncGleitzeitClient(SyncClientBase):
         workers: Python worker processes (default: the number of CPUs).
         ollama_max_in_flight: Most requests in flight to the Ollama host at
             once; more wait here rather than in Ollama's queue.
+        on_event: Called (in the event loop; keep it quick) with each batch
+            of state-change :class:`Event` records — workflow submitted,
+            started, finished; task started, completed, failed, skipped,
+            cancelled — e.g. to show progress. Its exceptions are logged.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -61,6 +67,7 @@ class SyncGleitzeitClient(SyncClientBase):
         isolation: Literal["process", "inline"] = "process",
         workers: int | None = None,
         ollama_max_in_flight: int = 16,
+        on_event: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -73,6 +80,7 @@ class SyncGleitzeitClient(SyncClientBase):
             isolation=isolation,
             workers=workers,
             ollama_max_in_flight=ollama_max_in_flight,
+            on_event=on_event,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

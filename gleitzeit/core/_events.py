@@ -43,3 +43,7 @@ class Event:
     error: dict[str, Any] | None = attrs.field(default=None, repr=False)
     status: str | None = None
     workflow: Workflow | None = attrs.field(default=None, repr=False)
+
+
+attrs.resolve_types(Event)  # before __module__ changes where names are looked up
+Event.__module__ = EventKind.__module__ = "gleitzeit"
