@@ -37,60 +37,63 @@ def _user_traceback(exc: BaseException) -> str:
 def run_code(code: str | None, file: str | None, args: dict[str, Any] | None) -> dict[str, Any]:
     """Execute code (or a file) with ``args`` as globals; capture output and ``result``.
 
-    Returns a response dict: ``ok`` with ``result``/``stdout``/``stderr``/
-    ``execution_time``, or ``ok: False`` with ``error_type``, ``message``,
+    Returns the task's result dict — ``result``, ``stdout``, ``stderr``,
+    ``success: True``, ``execution_time`` — or, when the code raised or exited
+    non-zero, ``success: False`` with ``error_type``, ``message``,
     ``traceback`` (and the output so far). Never raises for user errors.
     """
     start = time.perf_counter()
     args = dict(args) if args else {}
     out, err = io.StringIO(), io.StringIO()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    namespace.update({k: v for k, v in args.items() if type(k) is str and k.isidentifier()})
+    if args:
+        namespace.update({k: v for k, v in args.items() if type(k) is str and k.isidentifier()})
     namespace["args"] = args
     namespace["result"] = None
     saved = sys.stdout, sys.stderr, sys.stdin, sys.argv
-    response: dict[str, Any]
+    failure: dict[str, Any] | None = None
     try:
         if file is not None:
-            filename = file
             namespace["__file__"] = file
             with open(file, encoding="utf-8") as handle:
-                source = handle.read()
+                program = _compile(handle.read(), file)
             sys.argv = [file]
         else:
-            filename, source = "<code>", code or ""
-        program = _compile(source, filename)
+            program = _compile(code or "", "<code>")
         sys.stdout, sys.stderr, sys.stdin = out, err, io.StringIO()
         try:
             exec(program, namespace)
         finally:
             sys.stdout, sys.stderr, sys.stdin, sys.argv = saved
-        response = {"ok": True}
     except SystemExit as exc:
         status = exc.code
-        if status is None or status == 0:
-            response = {"ok": True}
-        else:
-            response = {
-                "ok": False,
+        if status is not None and status != 0:
+            failure = {
                 "error_type": "SystemExit",
                 "message": f"the code exited with status {status!r}",
                 "exit_code": status if isinstance(status, int) else 1,
                 "traceback": "",
             }
     except Exception as exc:
-        response = {
-            "ok": False,
+        failure = {
             "error_type": type(exc).__name__,
             "message": str(exc),
             "traceback": _user_traceback(exc),
         }
-    response["execution_time"] = time.perf_counter() - start
-    response["stdout"] = out.getvalue()
-    response["stderr"] = err.getvalue()
-    if response["ok"]:
-        try:
-            response["result"] = jsonable(namespace.get("result"))
-        except RecursionError:
-            response["result"] = repr(namespace.get("result"))
-    return response
+    elapsed = time.perf_counter() - start
+    if failure is not None:
+        failure.update(
+            success=False, stdout=out.getvalue(), stderr=err.getvalue(), execution_time=elapsed
+        )
+        return failure
+    try:
+        result = jsonable(namespace["result"])
+    except RecursionError:
+        result = repr(namespace["result"])
+    return {
+        "result": result,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "success": True,
+        "execution_time": elapsed,
+    }

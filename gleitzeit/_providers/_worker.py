@@ -29,11 +29,7 @@ def main() -> None:
         if cwd and cwd != os.getcwd():
             os.chdir(cwd)
         response = run_code(request.get("code"), request.get("file"), request.get("args"))
-        try:
-            data = json.dumps(response, ensure_ascii=False, default=repr)
-        except ValueError:  # e.g. a circular structure
-            response["result"] = repr(response.get("result"))
-            data = json.dumps(response, ensure_ascii=False, default=repr)
+        data = json.dumps(response, ensure_ascii=False, default=repr)
         responses.write(data.encode("utf-8", "surrogatepass") + b"\n")
         responses.flush()
 

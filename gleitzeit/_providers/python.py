@@ -183,7 +183,7 @@ class WorkerPool:
                 if code is None:
                     code = worker.process.returncode
                 return {
-                    "ok": False,
+                    "success": False,
                     "error_type": "WorkerExited",
                     "message": f"the worker process exited with code {code} while running "
                     "the code (os._exit, a crash or a signal)",
@@ -274,14 +274,8 @@ class PythonProvider:
 
     @staticmethod
     def _result(call: Call, response: dict[str, Any]) -> dict[str, Any]:
-        if response.get("ok"):
-            return {
-                "result": response.get("result"),
-                "stdout": response.get("stdout", ""),
-                "stderr": response.get("stderr", ""),
-                "success": True,
-                "execution_time": response.get("execution_time", 0.0),
-            }
+        if response.get("success") is True:
+            return response  # already the task's result dict
         kind = response.get("error_type", "Error")
         message = response.get("message", "")
         raise TaskError(
