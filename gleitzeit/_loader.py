@@ -66,6 +66,10 @@ _TASK_KEYS: Final = frozenset(
         "metadata",
     }
 )
+#: Optional task fields; a task with none of them takes a shorter path.
+_RARE_TASK_KEYS: Final = frozenset(
+    {"timeout", "retry", "priority", "isolation", "description", "tags", "metadata"}
+)
 _RETRY_KEYS: Final = frozenset({"max_attempts", "base_delay", "max_delay", "jitter", "backoff"})
 _BATCH_KEYS: Final = frozenset({"directory", "pattern", "files", "recursive"})
 _TEMPLATE_TASK_KEYS: Final = frozenset(
@@ -418,10 +422,18 @@ def _parse_tasks(
         label = f["name"]
         # Fast path: dependencies named by id, each once, and no references.
         given = f["deps"]
-        if not f["refs"] and all(d in by_id for d in given) and len(set(given)) == len(given):
-            deps_idx.append([by_id[d] for d in given])
-            f["dep_ids"] = tuple(given)
-            continue
+        if not f["refs"]:
+            found: list[int] | None = []
+            for d in given:
+                j = by_id.get(d)
+                if j is None:
+                    found = None
+                    break
+                found.append(j)  # type: ignore[union-attr]
+            if found is not None and (len(found) < 2 or len(set(found)) == len(found)):
+                deps_idx.append(found)
+                f["dep_ids"] = tuple(given)
+                continue
         f["dep_ids"] = None
         seen: dict[int, None] = {}
         for dep in f["deps"]:
@@ -572,7 +584,7 @@ def _parse_task(
             )
         else:
             for dep in deps_raw:
-                d = _ident(dep)
+                d = dep if type(dep) is str and dep.strip() else _ident(dep)
                 if d is None:
                     problems.add(
                         f"dependency {dep!r} must be a task name or id", label, "dependencies"
@@ -580,6 +592,26 @@ def _parse_task(
                 else:
                     deps.append(d)
 
+    if _RARE_TASK_KEYS.isdisjoint(raw):  # the common case: none of the optional fields
+        if tid is None and name is None:
+            return None
+        return {
+            "_index": index,
+            "id": tid or name,
+            "name": name or tid,
+            "method": method,
+            "protocol": protocol,
+            "params": params,
+            "deps": deps,
+            "refs": refs,
+            "timeout": None,
+            "retry": None,
+            "priority": 0,
+            "isolation": None,
+            "description": None,
+            "tags": (),
+            "metadata": {},
+        }
     retry = _parse_retry(raw.get("retry"), problems, label)
     priority = 0
     prio_raw = raw.get("priority")
@@ -630,6 +662,14 @@ def _parse_task(
     }
 
 
+def _count_given(params: Mapping[str, Any], group: tuple[str, ...]) -> int:
+    count = 0
+    for key in group:
+        if params.get(key) is not None:
+            count += 1
+    return count
+
+
 def _check_params(
     params: Mapping[str, Any], spec: MethodSpec, problems: _Problems, label: str, *, template: bool
 ) -> None:
@@ -652,7 +692,7 @@ def _check_params(
                 f"params.{key}",
             )
     for group in spec.one_of:
-        count = sum(params.get(k) is not None for k in group)
+        count = _count_given(params, group)
         if count > 1:
             problems.add(
                 f"{spec.name} takes one of {' or '.join(map(repr, group))}, not both",
@@ -666,7 +706,7 @@ def _check_params(
             if all(params.get(k) is None for k in group):
                 problems.add(f"{spec.name} needs {' or '.join(map(repr, group))}", label, "params")
     for group in spec.at_most_one:
-        if sum(params.get(k) is not None for k in group) > 1:
+        if _count_given(params, group) > 1:
             problems.add(
                 f"{' and '.join(map(repr, group))} are aliases; give only one", label, "params"
             )
