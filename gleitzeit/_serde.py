@@ -30,19 +30,6 @@ def _as_is(value: Any, _type: Any = None) -> Any:
     return value
 
 
-# An event's result and error are JSON-ready already (providers return
-# JSON-safe results; errors come from error_to_dict): walking them again on
-# every journal line cost ~90% of the encoding.
-converter.register_unstructure_hook(
-    Event,
-    make_dict_unstructure_fn(
-        Event,
-        converter,
-        _cattrs_omit_if_default=True,
-        result=override(unstruct_hook=_as_is),
-        error=override(unstruct_hook=_as_is),
-    ),
-)
 # Task params and metadata are JSON-like already (they came from YAML/JSON, or
 # json.dumps turns what is not into text): copying them cost most of writing a
 # workflow definition.
@@ -57,6 +44,20 @@ converter.register_unstructure_hook(
     Workflow,
     make_dict_unstructure_fn(
         Workflow, converter, _cattrs_omit_if_default=True, metadata=_AS_IS, template=_AS_IS
+    ),
+)
+# (Registered after Task and Workflow: the generated hook captures theirs.)
+# An event's result and error are JSON-ready already (providers return
+# JSON-safe results; errors come from error_to_dict): walking them again on
+# every journal line cost ~90% of the encoding.
+converter.register_unstructure_hook(
+    Event,
+    make_dict_unstructure_fn(
+        Event,
+        converter,
+        _cattrs_omit_if_default=True,
+        result=_AS_IS,
+        error=_AS_IS,
     ),
 )
 converter.register_structure_hook(
