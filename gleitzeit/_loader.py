@@ -592,34 +592,41 @@ def _parse_task(
                 else:
                     deps.append(d)
 
-    if _RARE_TASK_KEYS.isdisjoint(raw):  # the common case: none of the optional fields
-        if tid is None and name is None:
-            return None
-        return {
-            "_index": index,
-            "id": tid or name,
-            "name": name or tid,
-            "method": method,
-            "protocol": protocol,
-            "params": params,
-            "deps": deps,
-            "refs": refs,
-            "timeout": None,
-            "retry": None,
-            "priority": 0,
-            "isolation": None,
-            "description": None,
-            "tags": (),
-            "metadata": {},
-        }
-    retry = _parse_retry(raw.get("retry"), problems, label)
-    priority = 0
+    fields: dict[str, Any] = {
+        "_index": index,
+        "id": tid or name,
+        "name": name or tid,
+        "method": method,
+        "protocol": protocol,
+        "params": params,
+        "deps": deps,
+        "refs": refs,
+        "timeout": None,
+        "retry": None,
+        "priority": 0,
+        "isolation": None,
+        "description": None,
+        "tags": (),
+        "metadata": {},
+    }
+    if not _RARE_TASK_KEYS.isdisjoint(raw):  # only some tasks set optional fields
+        _parse_optional_fields(raw, fields, problems, label)
+    return None if tid is None and name is None else fields
+
+
+def _parse_optional_fields(
+    raw: dict[str, Any], fields: dict[str, Any], problems: _Problems, label: str
+) -> None:
+    """Fill in timeout, retry, priority, isolation, description, tags and metadata."""
+    if "timeout" in raw:
+        fields["timeout"] = _positive(raw, "timeout", problems, label)
+    fields["retry"] = _parse_retry(raw.get("retry"), problems, label)
     prio_raw = raw.get("priority")
     if prio_raw is not None:
         if isinstance(prio_raw, int) and not isinstance(prio_raw, bool):
-            priority = prio_raw
+            fields["priority"] = prio_raw
         elif isinstance(prio_raw, str) and prio_raw.lower() in PRIORITY_NAMES:
-            priority = PRIORITY_NAMES[prio_raw.lower()]
+            fields["priority"] = PRIORITY_NAMES[prio_raw.lower()]
         else:
             problems.add(
                 f"'priority' must be an integer (higher runs first) or one of "
@@ -632,34 +639,18 @@ def _parse_task(
         problems.add(
             f"'isolation' must be 'process' or 'inline', not {isolation!r}", label, "isolation"
         )
-        isolation = None
-    tags = _opt(raw, "tags", (list,), problems, label) or [] if "tags" in raw else []
-    if tags and not all(isinstance(t, str) for t in tags):
-        problems.add("'tags' must be a list of strings", label, "tags")
-        tags = []
-    if tid is None and name is None:
-        return None
-    return {
-        "_index": index,
-        "id": tid or name,
-        "name": name or tid,
-        "method": method,
-        "protocol": protocol,
-        "params": params,
-        "deps": deps,
-        "refs": refs,
-        "timeout": _positive(raw, "timeout", problems, label) if "timeout" in raw else None,
-        "retry": retry,
-        "priority": priority,
-        "isolation": isolation,
-        "description": _opt(raw, "description", (str,), problems, label)
-        if "description" in raw
-        else None,
-        "tags": tuple(tags),
-        "metadata": _opt(raw, "metadata", (dict,), problems, label) or {}
-        if "metadata" in raw
-        else {},
-    }
+    else:
+        fields["isolation"] = isolation
+    if "description" in raw:
+        fields["description"] = _opt(raw, "description", (str,), problems, label)
+    if "tags" in raw:
+        tags = _opt(raw, "tags", (list,), problems, label) or []
+        if not all(isinstance(t, str) for t in tags):
+            problems.add("'tags' must be a list of strings", label, "tags")
+        else:
+            fields["tags"] = tuple(tags)
+    if "metadata" in raw:
+        fields["metadata"] = _opt(raw, "metadata", (dict,), problems, label) or {}
 
 
 def _count_given(params: Mapping[str, Any], group: tuple[str, ...]) -> int:
