@@ -8,7 +8,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .core._events import Event
-from .core._models import Task, TaskResult, Workflow
+from .core._models import Task, Workflow
 
 __all__ = [
     "RECORD_VERSION",
@@ -79,16 +79,6 @@ def unstructure_workflow(workflow: Workflow) -> dict[str, Any]:
 def structure_workflow(data: dict[str, Any]) -> Workflow:
     """Rebuild a Workflow from :func:`unstructure_workflow`'s output."""
     return converter.structure(data, Workflow)
-
-
-def unstructure_result(result: TaskResult) -> dict[str, Any]:
-    """A JSON-ready dict of a task result."""
-    return converter.unstructure(result)  # type: ignore[no-any-return]
-
-
-def structure_result(data: dict[str, Any]) -> TaskResult:
-    """Rebuild a TaskResult."""
-    return converter.structure(data, TaskResult)
 
 
 def event_to_record(event: Event) -> dict[str, Any]:

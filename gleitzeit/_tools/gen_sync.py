@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,14 +141,28 @@ def generate() -> str:
     return _format(source)
 
 
+def _ruff() -> list[str]:
+    """How to run ruff: this interpreter's, else one on PATH, else the repo's venv."""
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    found = shutil.which("ruff")
+    if found is None:
+        venv = PACKAGE.parent / ".venv" / "bin" / "ruff"
+        found = str(venv) if venv.exists() else None
+    if found is None:
+        raise SystemExit("ruff is needed to format the twin: pip install ruff")
+    return [found]
+
+
 def _format(source: str) -> str:
     """Sort imports and format with ruff, as the rest of the code base."""
+    ruff = _ruff()
     for command in (
         ["check", "--fix", "--select", "I", "--quiet", "--exit-zero"],
         ["format"],
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(TARGET), "-"],
+            [*ruff, *command, "--stdin-filename", str(TARGET), "-"],
             input=source,
             capture_output=True,
             text=True,
