@@ -24,7 +24,7 @@ from ._config import (
 )
 from ._engine import Engine, Run, stored_snapshot
 from ._loader import WorkflowSource, load_workflow
-from ._providers import Call
+from ._providers import Call, ProviderRegistry
 from ._providers.builtin import BuiltinToolsProvider
 from ._providers.ollama import DEFAULT_CHAT_MODEL, DEFAULT_VISION_MODEL, OllamaProvider
 from ._providers.python import PythonProvider
@@ -123,8 +123,10 @@ class GleitzeitClient:
         self._python = PythonProvider(workers)
         self._ollama = OllamaProvider(self.ollama_url, max_in_flight=ollama_max_in_flight)
         self._store = self._make_store()
+        #: Every provider of this client, and the methods they serve.
+        self.providers = ProviderRegistry([self._python, self._ollama, BuiltinToolsProvider()])
         self._engine = Engine(
-            [self._python, self._ollama, BuiltinToolsProvider()],
+            self.providers,
             self._store,
             max_concurrent=max_concurrent,
             isolation=self.isolation,
@@ -181,6 +183,11 @@ class GleitzeitClient:
         await self._store.open()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        try:
+            await self.providers.open(self._tg)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -196,9 +203,10 @@ class GleitzeitClient:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             with anyio.CancelScope(shield=True):
-                for provider in self._engine.providers:
-                    await provider.aclose()
-                await self._store.aclose()
+                try:
+                    await self.providers.aclose()
+                finally:
+                    await self._store.aclose()
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -215,8 +223,7 @@ class GleitzeitClient:
 
     async def _submit(self, workflow: WorkflowSource) -> Run:
         self._check_open()
-        wf = load_workflow(workflow)
-        await anyio.lowlevel.checkpoint()
+        wf = await self._load(workflow)
         if wf.is_batch:
             raise WorkflowError(
                 f"Workflow {wf.name!r} is a batch document; batch processing is not "
@@ -255,6 +262,14 @@ class GleitzeitClient:
             limit = _KEEP_FINISHED if self._store.task_events else None
             while limit is not None and len(self._finished) > limit:
                 self._finished.popitem(last=False)
+
+    async def _load(self, workflow: WorkflowSource) -> Workflow:
+        """Validate a workflow against this client's providers (they may check more)."""
+        wf = load_workflow(workflow, methods=self.providers.methods)
+        await anyio.lowlevel.checkpoint()
+        if self._state == "open":  # (create_workflow also works on a client not yet open)
+            await self.providers.prepare(wf)
+        return wf
 
     def _live(self, workflow_id: str) -> Run | None:
         return self._runs.get(workflow_id) or self._finished.get(workflow_id)
@@ -301,11 +316,10 @@ class GleitzeitClient:
         Raises:
             WorkflowError: WORKFLOW_VALIDATION_FAILED or WORKFLOW_CIRCULAR_DEPENDENCY.
         """
-        await anyio.lowlevel.checkpoint()
         doc: dict[str, Any] = {"name": name, "tasks": tasks}
         if description is not None:
             doc["description"] = description
-        return load_workflow(doc)
+        return await self._load(doc)
 
     async def run_workflow_async(self, workflow: WorkflowSource) -> Workflow:
         """Start a workflow in the background and return at once.
@@ -405,6 +419,7 @@ class GleitzeitClient:
         else:
             stored = await self._stored(workflow_id)
             workflow, completed, created = stored.workflow, stored.results, stored.created_at
+        await self.providers.prepare(workflow)
         run = self._engine.prepare(workflow, completed=completed)
         run.created_at = created or time.time()
         self._runs[workflow_id] = run
@@ -522,17 +537,11 @@ class GleitzeitClient:
         return str((await self._engine.run_call(call))["response"])
 
     async def provider_health(self) -> list[dict[str, Any]]:
-        """Each provider's health: reachable, version and models (for Ollama)."""
+        """Each provider's health, in registration order: ``provider_id``,
+        ``reachable`` and what else it reports (Ollama: version and models;
+        python: workers; MCP: each server's state and tools)."""
         self._check_open()
-        return [
-            await self._ollama.health(),
-            {
-                "provider_id": "python",
-                "reachable": True,
-                "workers": self._python.pool.size,
-                "alive": len(self._python.pool.pids),
-            },
-        ]
+        return await self.providers.health()
 
 
 def _stored_results(stored: StoredRun) -> dict[str, Any]:

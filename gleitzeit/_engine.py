@@ -33,7 +33,7 @@ import attrs
 
 from ._gc import gc_paused
 from ._loader import graph_of
-from ._providers import Call
+from ._providers import Call, ProviderRegistry
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
 from .core._refs import find_refs, make_lookup, substitute, substitute_code
@@ -153,7 +153,8 @@ class Engine:
     """Runs workflows with a set of providers and a store.
 
     Args:
-        providers: Who executes which methods.
+        providers: Who executes which methods: a registry, or providers to
+            put in a new one.
         store: Where state changes are recorded.
         max_concurrent: Default bound on tasks in flight per run.
         isolation: Default ``python/execute`` isolation (``process``/``inline``).
@@ -161,20 +162,21 @@ class Engine:
 
     def __init__(
         self,
-        providers: Iterable[Provider],
+        providers: ProviderRegistry | Iterable[Provider],
         store: Store,
         *,
         max_concurrent: int = 16,
         isolation: str = "process",
         listeners: Iterable[Listener] = (),
     ) -> None:
-        self.providers = list(providers)
+        self.registry = (
+            providers if isinstance(providers, ProviderRegistry) else ProviderRegistry(providers)
+        )
         self.store = store
         self.max_concurrent = max_concurrent
         self.isolation = isolation
         #: Called with every batch of events after the store recorded it.
         self.listeners = list(listeners)
-        self._by_method: dict[str, Provider] = {m: p for p in self.providers for m in p.methods}
 
     @property
     def task_events(self) -> bool:
@@ -269,17 +271,7 @@ class Engine:
         Raises:
             ProviderError: PROVIDER_NOT_FOUND when no provider has it.
         """
-        provider = self._by_method.get(method)
-        if provider is None:
-            from .core.errors import ProviderError
-
-            raise ProviderError(
-                f"No provider handles method {method!r}; known: "
-                f"{', '.join(sorted(self._by_method))}.",
-                ErrorCode.PROVIDER_NOT_FOUND,
-                {"provider_id": None, "method": method},
-            )
-        return provider
+        return self.registry.provider_for(method)
 
     # --- running ------------------------------------------------------------
 
@@ -330,7 +322,7 @@ class Engine:
         results = run.results
         ordered = self.store.ordered
         fast = not ordered and not self.task_events
-        by_method = self._by_method
+        provider_of = self.registry.get
         limit = run.max_concurrent
         inflight = 0
         outcomes: list[_Outcome] = []
@@ -343,7 +335,7 @@ class Engine:
                     if i is None:
                         break
                     task = tasks[i]
-                    provider = by_method.get(task.method)
+                    provider = provider_of(task.method)
                     if task.retry is None and provider is not None:
                         try:
                             call = self.call_for(run, i)

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from ._gc import gc_paused
 from .core._graph import find_cycle
-from .core._methods import METHODS, MethodSpec, describe_types, type_ok
+from .core._methods import MethodSpec, MethodTable, describe_types, type_ok
 from .core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy, Task, Workflow
 from .core._refs import _TOKEN, RefSyntaxError, find_refs
 from .core.errors import CircularDependencyError, WorkflowValidationError
@@ -218,13 +218,13 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
-def load_workflow(
-    source: WorkflowSource, *, methods: Mapping[str, MethodSpec] = METHODS
-) -> Workflow:
+def load_workflow(source: WorkflowSource, *, methods: MethodTable | None = None) -> Workflow:
     """Load and validate a workflow from a file path, a dict or a Workflow.
 
     Relative paths in task params are later resolved against the file's folder
-    (kept as ``workflow.source_dir``).
+    (kept as ``workflow.source_dir``). Methods are checked against ``methods``
+    (a client's provider registry passes its own; the default is the built-in
+    providers' methods).
 
     Raises:
         WorkflowValidationError: WORKFLOW_VALIDATION_FAILED, with every problem
@@ -264,12 +264,16 @@ def parse_workflow(
     *,
     source: str | None = None,
     source_dir: str | None = None,
-    methods: Mapping[str, MethodSpec] = METHODS,
+    methods: MethodTable | None = None,
 ) -> Workflow:
     """Validate a workflow mapping (either document shape) and build a Workflow.
 
     See :func:`load_workflow` for the errors raised.
     """
+    if methods is None:
+        from ._providers import builtin_methods  # deferred: providers import more
+
+        methods = builtin_methods()
     with gc_paused():
         return _parse_workflow(doc, source, source_dir, methods)
 
@@ -278,7 +282,7 @@ def _parse_workflow(
     doc: Mapping[str, Any],
     source: str | None,
     source_dir: str | None,
-    methods: Mapping[str, MethodSpec],
+    methods: MethodTable,
 ) -> Workflow:
     problems = _Problems()
     name = doc.get("name")
@@ -309,7 +313,7 @@ def _parse_workflow(
     tasks: tuple[Task, ...] = ()
     graph: tuple[list[list[int]], bytearray] | None = None
     if is_batch:
-        batch, template = _parse_batch(doc, problems, methods)
+        batch, template = _parse_batch(doc, problems, methods, source_dir)
         if "tasks" in doc:
             problems.add(
                 "a batch document takes no 'tasks'; its tasks come from 'batch' and 'template'",
@@ -320,7 +324,7 @@ def _parse_workflow(
         for key in ("batch", "template", "protocol"):
             if key in doc:
                 problems.add(f"{key!r} belongs to batch documents (add 'type: batch')", None, key)
-        tasks, graph = _parse_tasks(doc, problems, methods)
+        tasks, graph = _parse_tasks(doc, problems, methods, source_dir)
     problems.raise_if_any(name, source)
     workflow = Workflow(
         id=str(wf_id),
@@ -377,7 +381,7 @@ def _ident(value: Any) -> str | None:
 
 
 def _parse_tasks(
-    doc: Mapping[str, Any], problems: _Problems, methods: Mapping[str, MethodSpec]
+    doc: Mapping[str, Any], problems: _Problems, methods: MethodTable, source_dir: str | None
 ) -> tuple[tuple[Task, ...], tuple[list[list[int]], bytearray] | None]:
     raw_tasks = doc.get("tasks")
     if raw_tasks is None:
@@ -394,7 +398,7 @@ def _parse_tasks(
 
     parsed: list[dict[str, Any]] = []
     for index, raw in enumerate(raw_tasks):
-        fields = _parse_task(raw, index, problems, methods)
+        fields = _parse_task(raw, index, problems, methods, source_dir)
         if fields is not None:
             parsed.append(fields)
 
@@ -503,7 +507,7 @@ def _parse_tasks(
 
 
 def _parse_task(
-    raw: Any, index: int, problems: _Problems, methods: Mapping[str, MethodSpec]
+    raw: Any, index: int, problems: _Problems, methods: MethodTable, source_dir: str | None
 ) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         problems.add(
@@ -565,7 +569,7 @@ def _parse_task(
         problems.add(f"'params' must be a mapping, not {type(params).__name__}", label, "params")
         params = {}
     if spec is not None:
-        _check_params(params, spec, problems, label, template=False)
+        _check_params(params, spec, problems, label, source_dir, template=False)
 
     refs = []
     try:
@@ -662,10 +666,31 @@ def _count_given(params: Mapping[str, Any], group: tuple[str, ...]) -> int:
 
 
 def _check_params(
-    params: Mapping[str, Any], spec: MethodSpec, problems: _Problems, label: str, *, template: bool
+    params: Mapping[str, Any],
+    spec: MethodSpec,
+    problems: _Problems,
+    label: str,
+    source_dir: str | None,
+    *,
+    template: bool,
 ) -> None:
-    """Check param names and types against the method's spec."""
-    accepted = spec.params
+    """Check param names and types against the method's spec, then its own check."""
+    if spec.params is not None:  # None: any params (the provider checks them before the run)
+        _check_declared(params, spec, spec.params, problems, label, template=template)
+    if spec.check is not None:
+        for field, message in spec.check(params, source_dir):
+            problems.add(message, label, field)
+
+
+def _check_declared(
+    params: Mapping[str, Any],
+    spec: MethodSpec,
+    accepted: dict[str, tuple[type, ...]],
+    problems: _Problems,
+    label: str,
+    *,
+    template: bool,
+) -> None:
     for key, value in params.items():
         types = accepted.get(key)
         if types is None:
@@ -701,19 +726,6 @@ def _check_params(
             problems.add(
                 f"{' and '.join(map(repr, group))} are aliases; give only one", label, "params"
             )
-    messages = params.get("messages")
-    if isinstance(messages, list):
-        for i, msg in enumerate(messages):
-            if (
-                not isinstance(msg, dict)
-                or not isinstance(msg.get("role"), str)
-                or not (isinstance(msg.get("content"), str) or "images" in msg)
-            ):
-                problems.add(
-                    f"message {i + 1} must be a mapping with 'role' and 'content' strings",
-                    label,
-                    "params.messages",
-                )
 
 
 def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | None:
@@ -749,7 +761,7 @@ def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | Non
 
 
 def _parse_batch(
-    doc: Mapping[str, Any], problems: _Problems, methods: Mapping[str, MethodSpec]
+    doc: Mapping[str, Any], problems: _Problems, methods: MethodTable, source_dir: str | None
 ) -> tuple[BatchSpec | None, dict[str, Any] | None]:
     raw = doc.get("batch")
     spec: BatchSpec | None = None
@@ -805,5 +817,5 @@ def _parse_batch(
         if isinstance(nested, dict)
         else {k: v for k, v in template.items() if k not in _TEMPLATE_TASK_KEYS}
     )
-    _check_params(params, method_spec, problems, "template", template=True)
+    _check_params(params, method_spec, problems, "template", source_dir, template=True)
     return spec, dict(template)

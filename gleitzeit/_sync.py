@@ -226,7 +226,9 @@ class SyncGleitzeitClient(SyncClientBase):
         )
 
     def provider_health(self) -> list[dict[str, Any]]:
-        """Each provider's health: reachable, version and models (for Ollama)."""
+        """Each provider's health, in registration order: ``provider_id``,
+        ``reachable`` and what else it reports (Ollama: version and models;
+        python: workers; MCP: each server's state and tools)."""
         return self._call(lambda: self._client.provider_health())
 
 

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from gleitzeit import load_workflow
 from gleitzeit._engine import Engine
+from gleitzeit._providers import BaseProvider
 from gleitzeit._stores.memory import MemoryStore
 from gleitzeit.core._events import Event, EventKind
+from gleitzeit.core._methods import MethodSpec
 from gleitzeit.core._models import WorkflowStatus
 from gleitzeit.core.errors import ErrorCode, PersistenceError, TaskError
 
@@ -43,11 +45,11 @@ class RecordingStore(MemoryStore):
         await super().record(events)
 
 
-class Probe:
+class Probe(BaseProvider):
     """A provider that checks the engine's invariants while tasks execute."""
 
     provider_id = "probe"
-    methods = frozenset({"python/execute"})
+    specs = (MethodSpec("python/execute"),)
 
     def __init__(
         self,
@@ -69,9 +71,6 @@ class Probe:
         self.violations: list[str] = []
         self.inflight = 0
         self.max_inflight = 0
-
-    async def aclose(self) -> None:
-        pass
 
     def runs_inline(self, call: Call) -> bool:
         return call.task_id in self.inline

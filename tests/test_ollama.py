@@ -180,8 +180,8 @@ async def test_dead_ollama_is_provider_not_available() -> None:
         with pytest.raises(ProviderError) as info:
             await c.run_workflow({"name": "w", "tasks": [chat_task("ask", prompt="x")]})
         assert info.value.data["task_id"] == "ask"
-        health = await c.provider_health()
-    assert health[0]["reachable"] is False
+        health = {h["provider_id"]: h for h in await c.provider_health()}
+    assert health["ollama"]["reachable"] is False
 
 
 async def test_unknown_model_says_pull_it(ollama: FakeOllama) -> None:
@@ -280,7 +280,7 @@ async def test_cancel_closes_the_stream(ollama: FakeOllama) -> None:
 async def test_health_reports_version_and_models(ollama: FakeOllama) -> None:
     """provider_health() says reachable, the version and the installed models."""
     async with client(ollama.url) as c:
-        health = await c.provider_health()
-    assert health[0]["reachable"] is True
-    assert health[0]["version"] == "0.12.3"
-    assert "llava:latest" in health[0]["models"]
+        health = {h["provider_id"]: h for h in await c.provider_health()}
+    assert health["ollama"]["reachable"] is True
+    assert health["ollama"]["version"] == "0.12.3"
+    assert "llava:latest" in health["ollama"]["models"]

@@ -6,14 +6,42 @@ plus ``result`` on echo and concat.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, TaskError
+from . import BaseProvider
 
 if TYPE_CHECKING:
     from . import Call
 
-__all__ = ["BuiltinToolsProvider"]
+__all__ = ["BUILTIN_SPECS", "BuiltinToolsProvider"]
+
+_ARGS: Final = {"arguments": (dict,)}
+
+#: The methods this provider serves.
+BUILTIN_SPECS: Final = (
+    MethodSpec(
+        "mcp/tool.echo",
+        {"message": (str,), **_ARGS},
+        description="Echo 'message' back.",
+    ),
+    MethodSpec(
+        "mcp/tool.add",
+        {"a": (int, float, str), "b": (int, float, str), **_ARGS},
+        description="Add two numbers 'a' and 'b' (two strings are joined).",
+    ),
+    MethodSpec(
+        "mcp/tool.multiply",
+        {"a": (int, float), "b": (int, float), **_ARGS},
+        description="Multiply two numbers 'a' and 'b'.",
+    ),
+    MethodSpec(
+        "mcp/tool.concat",
+        {"strings": (list,), "separator": (str,), **_ARGS},
+        description="Join 'strings' with 'separator' (default one space).",
+    ),
+)
 
 
 def _number(call: Call, args: dict[str, Any], key: str, default: float) -> float:
@@ -28,14 +56,11 @@ def _number(call: Call, args: dict[str, Any], key: str, default: float) -> float
     return value
 
 
-class BuiltinToolsProvider:
+class BuiltinToolsProvider(BaseProvider):
     """Executes the built-in MCP tools in-process."""
 
     provider_id = "mcp-builtin"
-    methods = frozenset({"mcp/tool.echo", "mcp/tool.add", "mcp/tool.multiply", "mcp/tool.concat"})
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
+    specs = BUILTIN_SPECS
 
     def runs_inline(self, call: Call) -> bool:
         """Always: these are tiny pure functions."""

@@ -27,15 +27,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, ProviderError, TaskError
+from . import BaseProvider
 from .python import resolve_path
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import httpx
 
     from . import Call
 
-__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_VISION_MODEL", "OllamaProvider"]
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_VISION_MODEL", "OLLAMA_SPECS", "OllamaProvider"]
 
 log = logging.getLogger("gleitzeit.ollama")
 
@@ -44,6 +48,73 @@ DEFAULT_VISION_MODEL: Final = "llava:latest"
 MAX_FILE_BYTES: Final = 1 << 20
 _IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"})
 _USAGE: Final = ("done_reason", "prompt_eval_count", "eval_count", "total_duration")
+
+_NUM: Final = (int, float)
+_TEXT: Final = (str,)
+_LLM_COMMON: Final[dict[str, tuple[type, ...]]] = {
+    "model": _TEXT,
+    "system": _TEXT,
+    "temperature": _NUM,
+    "max_tokens": (int,),
+    "options": (dict,),
+    "format": (str, dict),
+    "keep_alive": (str, int, float),
+    "file_path": _TEXT,
+    "files": (list,),
+    "batch_mode": (bool,),  # accepted from the earlier system, ignored
+}
+
+
+def _check_messages(params: Mapping[str, Any], source_dir: str | None) -> list[tuple[str, str]]:
+    """Each literal message is a mapping with 'role' and 'content' strings."""
+    messages = params.get("messages")
+    problems = []
+    if isinstance(messages, list):
+        for i, msg in enumerate(messages):
+            if (
+                not isinstance(msg, dict)
+                or not isinstance(msg.get("role"), str)
+                or not (isinstance(msg.get("content"), str) or "images" in msg)
+            ):
+                problems.append(
+                    (
+                        "params.messages",
+                        f"message {i + 1} must be a mapping with 'role' and 'content' strings",
+                    )
+                )
+    return problems
+
+
+#: The methods this provider serves.
+OLLAMA_SPECS: Final = (
+    MethodSpec(
+        "llm/chat",
+        {**_LLM_COMMON, "messages": (list,), "prompt": _TEXT},
+        any_of=(("messages", "prompt"),),
+        check=_check_messages,
+        description="Chat with an Ollama model.",
+    ),
+    MethodSpec(
+        "llm/generate",
+        {**_LLM_COMMON, "prompt": _TEXT},
+        any_of=(("prompt",),),
+        description="Complete a prompt with an Ollama model.",
+    ),
+    MethodSpec(
+        "llm/vision",
+        {
+            **_LLM_COMMON,
+            "messages": (list,),
+            "prompt": _TEXT,
+            "images": (list, str),
+            "image_path": _TEXT,
+            "image_paths": (list,),
+        },
+        any_of=(("images", "image_path", "image_paths"),),
+        check=_check_messages,
+        description="Ask an Ollama vision model about images.",
+    ),
+)
 
 
 class _Retry(Exception):
@@ -54,7 +125,7 @@ class _Retry(Exception):
         self.error = error
 
 
-class OllamaProvider:
+class OllamaProvider(BaseProvider):
     """Talks to one Ollama server.
 
     Args:
@@ -69,7 +140,7 @@ class OllamaProvider:
     """
 
     provider_id = "ollama"
-    methods = frozenset({"llm/chat", "llm/generate", "llm/vision"})
+    specs = OLLAMA_SPECS
 
     def __init__(
         self,
@@ -120,13 +191,6 @@ class OllamaProvider:
         if http is not None:
             with anyio.CancelScope(shield=True):
                 await http.aclose()
-
-    def runs_inline(self, call: Call) -> bool:
-        """Never: these are network calls."""
-        return False
-
-    def run_inline(self, call: Call) -> dict[str, Any]:  # pragma: no cover - never inline
-        raise NotImplementedError
 
     # --- requests ----------------------------------------------------------------
 

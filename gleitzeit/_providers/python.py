@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, ProviderError, TaskError
+from . import BaseProvider
 from ._runner import run_code
 
 if TYPE_CHECKING:
@@ -30,9 +32,26 @@ if TYPE_CHECKING:
 
     from . import Call
 
-__all__ = ["PythonProvider", "WorkerPool", "resolve_path"]
+__all__ = ["PYTHON_SPECS", "PythonProvider", "WorkerPool", "resolve_path"]
 
 log = logging.getLogger("gleitzeit.python")
+
+#: The methods this provider serves.
+PYTHON_SPECS: Final = (
+    MethodSpec(
+        "python/execute",
+        {
+            "code": (str,),
+            "file": (str,),
+            "args": (dict,),
+            "context": (dict,),
+            "timeout": (int, float),
+        },
+        one_of=(("code", "file"),),
+        at_most_one=(("args", "context"),),
+        description="Run trusted Python code or a script; its global 'result' is the result.",
+    ),
+)
 
 _MAX_LINE: Final = 1 << 30  # a response line may be up to 1 GiB
 #: The folder holding the gleitzeit package, so workers import this very copy.
@@ -211,7 +230,7 @@ class WorkerPool:
                 tg.start_soon(worker.close)
 
 
-class PythonProvider:
+class PythonProvider(BaseProvider):
     """Runs ``python/execute`` calls.
 
     Args:
@@ -219,7 +238,7 @@ class PythonProvider:
     """
 
     provider_id = "python"
-    methods = frozenset({"python/execute"})
+    specs = PYTHON_SPECS
 
     def __init__(self, workers: int | None = None) -> None:
         self.pool = WorkerPool(workers)
@@ -230,6 +249,15 @@ class PythonProvider:
     async def aclose(self) -> None:
         """Stop the worker processes."""
         await self.pool.aclose()
+
+    async def health(self) -> dict[str, Any]:
+        """Always reachable; the pool's size and live workers."""
+        return {
+            "provider_id": self.provider_id,
+            "reachable": True,
+            "workers": self.pool.size,
+            "alive": len(self.pool.pids),
+        }
 
     def runs_inline(self, call: Call) -> bool:
         """Inline isolation runs on the event loop."""

@@ -1,18 +1,25 @@
-"""The built-in methods: their protocol and the parameters they accept.
+"""Method specs: what a method accepts, and a lookup table of them.
 
-The loader checks task params against these specs; providers implement them.
+Providers declare the methods they serve as :class:`MethodSpec`s (see
+:mod:`gleitzeit._providers`); the loader checks task params against the
+:class:`MethodTable` of the client that runs the workflow. A spec whose name
+ends in ``/*`` (``mcp/calc/*``) covers every method under that prefix.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, TypeAlias
 
 import attrs
 
-__all__ = ["METHODS", "MethodSpec", "protocol_for"]
+__all__ = ["CheckHook", "MethodSpec", "MethodTable", "describe_types", "protocol_for", "type_ok"]
 
-_NUM = (int, float)
-_TEXT = (str,)
+#: ``check(params, source_dir)`` → ``(field, message)`` problems found in a
+#: task's literal params (``${...}`` values are not resolved yet).
+CheckHook: TypeAlias = Callable[[Mapping[str, Any], "str | None"], Iterable[tuple[str, str]]]
+
+_PROTOCOL_PREFIXES: Final = frozenset({"llm", "python", "mcp"})
 
 
 @attrs.frozen
@@ -20,79 +27,90 @@ class MethodSpec:
     """What a method accepts.
 
     Attributes:
-        name: ``"llm/chat"`` etc.
-        params: param name → accepted Python types.
+        name: ``"llm/chat"`` etc.; ``"prefix/*"`` covers every method under ``prefix/``.
+        params: param name → accepted Python types; None accepts any params
+            (the provider checks them before the run, in ``prepare``).
         one_of: groups of which exactly one param must be given.
         any_of: groups of which at least one param must be given.
         at_most_one: groups of aliases of which only one may be given.
+        check: an extra check of a task's literal params, run by the loader.
+        description: one line for listings.
     """
 
     name: str
-    params: dict[str, tuple[type, ...]]
+    params: dict[str, tuple[type, ...]] | None = None
     one_of: tuple[tuple[str, ...], ...] = ()
     any_of: tuple[tuple[str, ...], ...] = ()
     at_most_one: tuple[tuple[str, ...], ...] = ()
+    check: CheckHook | None = attrs.field(default=None, eq=False, repr=False)
+    description: str = attrs.field(default="", eq=False, repr=False)
 
     @property
     def protocol(self) -> str:
         """The protocol implied by the method's prefix (``llm/v1`` ...)."""
         return protocol_for(self.name) or ""
 
+    @property
+    def is_wildcard(self) -> bool:
+        """True for a ``prefix/*`` spec."""
+        return self.name.endswith("/*")
+
 
 def protocol_for(method: str) -> str | None:
     """``llm/*`` → ``llm/v1``, ``python/*`` → ``python/v1``, ``mcp/*`` → ``mcp/v1``."""
     prefix = method.split("/", 1)[0]
-    return f"{prefix}/v1" if prefix in ("llm", "python", "mcp") and "/" in method else None
+    return f"{prefix}/v1" if prefix in _PROTOCOL_PREFIXES and "/" in method else None
 
 
-_LLM_COMMON: Final[dict[str, tuple[type, ...]]] = {
-    "model": _TEXT,
-    "system": _TEXT,
-    "temperature": _NUM,
-    "max_tokens": (int,),
-    "options": (dict,),
-    "format": (str, dict),
-    "keep_alive": (str, int, float),
-    "file_path": _TEXT,
-    "files": (list,),
-    "batch_mode": (bool,),  # accepted from the earlier system, ignored
-}
+class MethodTable:
+    """Method name → :class:`MethodSpec`, with ``prefix/*`` wildcards.
 
-_SPECS: Final = (
-    MethodSpec(
-        "python/execute",
-        {"code": _TEXT, "file": _TEXT, "args": (dict,), "context": (dict,), "timeout": _NUM},
-        one_of=(("code", "file"),),
-        at_most_one=(("args", "context"),),
-    ),
-    MethodSpec(
-        "llm/chat",
-        {**_LLM_COMMON, "messages": (list,), "prompt": _TEXT},
-        any_of=(("messages", "prompt"),),
-    ),
-    MethodSpec("llm/generate", {**_LLM_COMMON, "prompt": _TEXT}, any_of=(("prompt",),)),
-    MethodSpec(
-        "llm/vision",
-        {
-            **_LLM_COMMON,
-            "messages": (list,),
-            "prompt": _TEXT,
-            "images": (list, str),
-            "image_path": _TEXT,
-            "image_paths": (list,),
-        },
-        any_of=(("images", "image_path", "image_paths"),),
-    ),
-    MethodSpec("mcp/tool.echo", {"message": (str,), "arguments": (dict,)}),
-    MethodSpec(
-        "mcp/tool.add", {"a": (int, float, str), "b": (int, float, str), "arguments": (dict,)}
-    ),
-    MethodSpec("mcp/tool.multiply", {"a": _NUM, "b": _NUM, "arguments": (dict,)}),
-    MethodSpec("mcp/tool.concat", {"strings": (list,), "separator": _TEXT, "arguments": (dict,)}),
-)
+    Iterating yields the names (wildcards as ``prefix/*``), for listings.
 
-#: Every built-in method by name.
-METHODS: Final[dict[str, MethodSpec]] = {spec.name: spec for spec in _SPECS}
+    Raises:
+        ValueError: two specs have the same name.
+    """
+
+    __slots__ = ("_exact", "_wild")
+
+    def __init__(self, specs: Iterable[MethodSpec] = ()) -> None:
+        self._exact: dict[str, MethodSpec] = {}
+        self._wild: dict[str, MethodSpec] = {}
+        for spec in specs:
+            table = self._wild if spec.is_wildcard else self._exact
+            key = spec.name[:-1] if spec.is_wildcard else spec.name
+            if key in table:
+                raise ValueError(f"method {spec.name!r} is declared twice")
+            table[key] = spec
+
+    def __repr__(self) -> str:
+        return f"<MethodTable {len(self._exact)} methods, {len(self._wild)} prefixes>"
+
+    def get(self, method: str) -> MethodSpec | None:
+        """The spec of ``method`` (exact name first, then its ``prefix/*``), or None."""
+        spec = self._exact.get(method)
+        if spec is None and self._wild:
+            spec = self._wild.get(method[: method.rfind("/") + 1])
+        return spec
+
+    def __contains__(self, method: object) -> bool:
+        return isinstance(method, str) and self.get(method) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._exact
+        for spec in self._wild.values():
+            yield spec.name
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._wild)
+
+    def specs(self) -> list[MethodSpec]:
+        """Every spec, exact names first."""
+        return [*self._exact.values(), *self._wild.values()]
+
+    def extended(self, specs: Iterable[MethodSpec]) -> MethodTable:
+        """A new table with these specs added (say, a workflow's own MCP servers)."""
+        return MethodTable([*self.specs(), *specs])
 
 
 def describe_types(types: tuple[type, ...]) -> str:
