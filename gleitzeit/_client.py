@@ -26,6 +26,7 @@ from ._engine import Engine, Run, stored_snapshot
 from ._loader import WorkflowSource, load_workflow
 from ._providers import Call, ProviderRegistry
 from ._providers.builtin import BuiltinToolsProvider
+from ._providers.mcp import McpProvider
 from ._providers.ollama import DEFAULT_CHAT_MODEL, DEFAULT_VISION_MODEL, OllamaProvider
 from ._providers.python import PythonProvider
 from .core._events import Event, EventKind
@@ -40,7 +41,7 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
     from ._stores import Store, StoredRun
@@ -81,6 +82,11 @@ class GleitzeitClient:
             of state-change :class:`Event` records — workflow submitted,
             started, finished; task started, completed, failed, skipped,
             cancelled — e.g. to show progress. Its exceptions are logged.
+        mcp_servers: MCP servers whose tools tasks call as
+            ``mcp/<server>/<tool>``: name → ``{"command": [...], "env": {...},
+            "cwd": ...}`` (stdio) or ``{"url": ...}`` (streamable HTTP), each
+            optionally with ``max_concurrent`` (default 8). A server starts on
+            first use and stops with the client. Needs ``gleitzeit[mcp]``.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -100,6 +106,7 @@ class GleitzeitClient:
         workers: int | None = None,
         ollama_max_in_flight: int = 16,
         on_event: Callable[[Sequence[Event]], None] | None = None,
+        mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -124,7 +131,9 @@ class GleitzeitClient:
         self._ollama = OllamaProvider(self.ollama_url, max_in_flight=ollama_max_in_flight)
         self._store = self._make_store()
         #: Every provider of this client, and the methods they serve.
-        self.providers = ProviderRegistry([self._python, self._ollama, BuiltinToolsProvider()])
+        self.providers = ProviderRegistry(
+            [self._python, self._ollama, BuiltinToolsProvider(), McpProvider(mcp_servers)]
+        )
         self._engine = Engine(
             self.providers,
             self._store,

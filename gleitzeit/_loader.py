@@ -45,6 +45,7 @@ _WORKFLOW_KEYS: Final = frozenset(
         "template",
         "protocol",
         "max_parallel_tasks",
+        "mcp_servers",
     }
 )
 _LEGACY_IGNORED: Final = frozenset({"version", "wait_for_completion", "providers"})
@@ -305,6 +306,9 @@ def _parse_workflow(
         problems.add("'max_parallel_tasks' must be at least 1", None, "max_parallel_tasks")
         max_parallel = None
 
+    mcp_servers = doc.get("mcp_servers")
+    if mcp_servers is not None:
+        methods = _with_mcp_servers(mcp_servers, methods, problems)
     is_batch = doc.get("type") == "batch" or "batch" in doc
     if "type" in doc and doc["type"] not in ("batch", "workflow"):
         problems.add(f"'type' must be 'batch' (or left out), not {doc['type']!r}", None, "type")
@@ -337,12 +341,34 @@ def _parse_workflow(
         source_dir=source_dir,
         batch=batch,
         template=template,
+        mcp_servers=dict(mcp_servers) if isinstance(mcp_servers, dict) else {},
     )
     _validated[id(workflow)] = workflow
     if graph is not None:
         _graphs[id(workflow)] = graph
         weakref.finalize(workflow, _graphs.pop, id(workflow), None)
     return workflow
+
+
+def _with_mcp_servers(raw: Any, methods: MethodTable, problems: _Problems) -> MethodTable:
+    """Check a workflow's own ``mcp_servers`` and add their ``mcp/<name>/*`` methods."""
+    from ._providers.mcp import check_server_config  # deferred: only MCP users need it
+
+    if not isinstance(raw, dict):
+        problems.add(
+            "'mcp_servers' must map server names to {command: [...]} or {url: ...}",
+            None,
+            "mcp_servers",
+        )
+        return methods
+    specs = []
+    for name, config in raw.items():
+        found = check_server_config(name, config)
+        for message in found:
+            problems.add(message, None, f"mcp_servers.{name}")
+        if not found and methods.get(f"mcp/{name}/x") is None:
+            specs.append(MethodSpec(f"mcp/{name}/*", description=f"Tools of {name!r}."))
+    return methods.extended(specs) if specs else methods
 
 
 def _opt(

@@ -43,7 +43,12 @@ converter.register_unstructure_hook(
 converter.register_unstructure_hook(
     Workflow,
     make_dict_unstructure_fn(
-        Workflow, converter, _cattrs_omit_if_default=True, metadata=_AS_IS, template=_AS_IS
+        Workflow,
+        converter,
+        _cattrs_omit_if_default=True,
+        metadata=_AS_IS,
+        template=_AS_IS,
+        mcp_servers=_AS_IS,
     ),
 )
 # (Registered after Task and Workflow: the generated hook captures theirs.)

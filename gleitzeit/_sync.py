@@ -12,7 +12,7 @@ from ._sync_base import SyncClientBase
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, Literal
 
     from ._loader import WorkflowSource
@@ -49,6 +49,11 @@ class SyncGleitzeitClient(SyncClientBase):
             of state-change :class:`Event` records — workflow submitted,
             started, finished; task started, completed, failed, skipped,
             cancelled — e.g. to show progress. Its exceptions are logged.
+        mcp_servers: MCP servers whose tools tasks call as
+            ``mcp/<server>/<tool>``: name → ``{"command": [...], "env": {...},
+            "cwd": ...}`` (stdio) or ``{"url": ...}`` (streamable HTTP), each
+            optionally with ``max_concurrent`` (default 8). A server starts on
+            first use and stops with the client. Needs ``gleitzeit[mcp]``.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -68,6 +73,7 @@ class SyncGleitzeitClient(SyncClientBase):
         workers: int | None = None,
         ollama_max_in_flight: int = 16,
         on_event: Callable[[Sequence[Event]], None] | None = None,
+        mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -81,6 +87,7 @@ class SyncGleitzeitClient(SyncClientBase):
             workers=workers,
             ollama_max_in_flight=ollama_max_in_flight,
             on_event=on_event,
+            mcp_servers=mcp_servers,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

@@ -156,6 +156,8 @@ class Workflow:
     source_dir: str | None = attrs.field(default=None, repr=False)
     batch: BatchSpec | None = attrs.field(default=None, repr=False)
     template: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    #: MCP servers the workflow declares itself (name → stdio or HTTP config).
+    mcp_servers: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     status: WorkflowStatus = WorkflowStatus.PENDING
     completed_tasks: int = 0
     failed_tasks: int = 0

@@ -1,0 +1,1 @@
+"""MCP servers for the tests, written with the official SDK (run as scripts)."""
