@@ -41,9 +41,10 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
+    from ._providers import Provider
     from ._stores import Store, StoredRun
 
 __all__ = ["GleitzeitClient"]
@@ -87,10 +88,13 @@ class GleitzeitClient:
             "cwd": ...}`` (stdio) or ``{"url": ...}`` (streamable HTTP), each
             optionally with ``max_concurrent`` (default 8). A server starts on
             first use and stops with the client. Needs ``gleitzeit[mcp]``.
+        providers: Extra providers (see :mod:`gleitzeit.providers`), registered
+            after the built-in ones; their methods may not clash with others'.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
-            isolation mode or log level.
+            isolation mode or log level, a malformed ``mcp_servers`` entry, or a
+            provider whose id or methods are taken.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class GleitzeitClient:
         ollama_max_in_flight: int = 16,
         on_event: Callable[[Sequence[Event]], None] | None = None,
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
+        providers: Iterable[Provider] = (),
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -134,6 +139,8 @@ class GleitzeitClient:
         self.providers = ProviderRegistry(
             [self._python, self._ollama, BuiltinToolsProvider(), McpProvider(mcp_servers)]
         )
+        for provider in providers:
+            self.providers.register(provider)
         self._engine = Engine(
             self.providers,
             self._store,

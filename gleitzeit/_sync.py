@@ -12,10 +12,11 @@ from ._sync_base import SyncClientBase
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, Literal
 
     from ._loader import WorkflowSource
+    from ._providers import Provider
     from .core._events import Event
     from .core._models import Workflow
 
@@ -54,10 +55,13 @@ class SyncGleitzeitClient(SyncClientBase):
             "cwd": ...}`` (stdio) or ``{"url": ...}`` (streamable HTTP), each
             optionally with ``max_concurrent`` (default 8). A server starts on
             first use and stops with the client. Needs ``gleitzeit[mcp]``.
+        providers: Extra providers (see :mod:`gleitzeit.providers`), registered
+            after the built-in ones; their methods may not clash with others'.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
-            isolation mode or log level.
+            isolation mode or log level, a malformed ``mcp_servers`` entry, or a
+            provider whose id or methods are taken.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class SyncGleitzeitClient(SyncClientBase):
         ollama_max_in_flight: int = 16,
         on_event: Callable[[Sequence[Event]], None] | None = None,
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
+        providers: Iterable[Provider] = (),
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -88,6 +93,7 @@ class SyncGleitzeitClient(SyncClientBase):
             ollama_max_in_flight=ollama_max_in_flight,
             on_event=on_event,
             mcp_servers=mcp_servers,
+            providers=providers,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

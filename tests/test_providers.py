@@ -8,8 +8,7 @@ import anyio
 import pytest
 
 from gleitzeit import GleitzeitClient, load_workflow
-from gleitzeit._providers import BaseProvider, Call, ProviderRegistry, builtin_methods
-from gleitzeit.core._methods import MethodSpec, MethodTable
+from gleitzeit._providers import builtin_methods
 from gleitzeit.core.errors import (
     ConfigurationError,
     ErrorCode,
@@ -17,6 +16,7 @@ from gleitzeit.core.errors import (
     TaskError,
     WorkflowError,
 )
+from gleitzeit.providers import BaseProvider, Call, MethodSpec, MethodTable, ProviderRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -77,10 +77,8 @@ class Demo(BaseProvider):
 
 
 def demo_client() -> tuple[GleitzeitClient, Demo]:
-    client = GleitzeitClient(persistence="memory", isolation="inline")
     demo = Demo()
-    client.providers.register(demo)
-    return client, demo
+    return GleitzeitClient(persistence="memory", isolation="inline", providers=[demo]), demo
 
 
 async def test_custom_provider_runs_through_the_registry() -> None:
@@ -162,6 +160,20 @@ def test_load_workflow_without_a_client_knows_only_the_builtins() -> None:
         "mcp/tool.multiply",
         "mcp/tool.concat",
     }
+
+
+def test_sync_client_takes_custom_providers() -> None:
+    """The blocking twin accepts `providers=` too, and a clash is a ConfigurationError."""
+    from gleitzeit import SyncGleitzeitClient
+
+    with SyncGleitzeitClient(persistence="memory", providers=[Demo()]) as client:
+        results = client.run_workflow(
+            {"name": "s", "tasks": [{"name": "u", "method": "demo/upper", "params": {"text": "a"}}]}
+        )
+    assert results == {"u": {"result": "A"}}
+    with pytest.raises(ConfigurationError):
+        GleitzeitClient(persistence="memory", providers=[Demo(), Demo()])
+    assert repr(BaseProvider).endswith("'gleitzeit.providers.BaseProvider'>")
 
 
 def test_registry_refuses_duplicates() -> None:
