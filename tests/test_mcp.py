@@ -215,6 +215,35 @@ async def test_timeouts_reach_the_call_and_the_session_survives() -> None:
     assert health["mcp"]["servers"]["calc"]["starts"] == 1
 
 
+async def test_calls_in_flight_are_bounded_per_server() -> None:
+    """With max_concurrent=2, six parallel calls never have more than two in the server."""
+    async with client(calc={**CALC, "max_concurrent": 2}) as c:
+        results = await c.run_workflow(
+            {"name": "b", "tasks": [tool(f"g{i}", "mcp/calc/gauge", seconds=0.2) for i in range(6)]}
+        )
+    peaks = [r["result"] for r in results.values()]
+    assert max(peaks) <= 2, peaks
+
+
+async def test_cancel_workflow_stops_the_call_in_flight() -> None:
+    """cancel_workflow during a slow tool call ends the run at once; the session lives on."""
+    async with client() as c:
+        wf = await c.run_workflow_async(
+            {"name": "slow", "tasks": [tool("s", "mcp/calc/sleep", seconds=60)]}
+        )
+        mcp: Any = c.providers.provider("mcp")
+        server = mcp._client_servers["calc"]
+        # Wait until the call is in flight (it holds the server's limiter).
+        while server.limiter is None or server.limiter.borrowed_tokens == 0:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        assert await c.cancel_workflow(wf.id) is True
+        with pytest.raises(WorkflowError) as info:
+            await c.wait_for_workflow(wf.id)
+        ok = await c.run_workflow({"name": "ok", "tasks": [tool("a", "mcp/calc/add", a=1, b=1)]})
+    assert info.value.code == ErrorCode.WORKFLOW_CANCELLED
+    assert ok == {"a": {"result": 2.0}}
+
+
 async def test_workflow_declares_its_own_server(tmp_path: Path) -> None:
     """A document's `mcp_servers:` (with env and cwd) serves that workflow's tasks."""
     doc = tmp_path / "wf.yaml"

@@ -54,6 +54,21 @@ def env(name: str) -> str:
     return os.environ.get(name, "")
 
 
+_gauge = {"now": 0, "peak": 0}
+
+
+@server.tool()
+async def gauge(seconds: float) -> int:
+    """Sleep while counting the calls in flight; returns the peak so far."""
+    _gauge["now"] += 1
+    _gauge["peak"] = max(_gauge["peak"], _gauge["now"])
+    try:
+        await anyio.sleep(seconds)
+    finally:
+        _gauge["now"] -= 1
+    return _gauge["peak"]
+
+
 @server.tool()
 async def sleep(seconds: float) -> str:
     """Sleep, then say so."""
