@@ -48,6 +48,7 @@ log = logging.getLogger("gleitzeit.mcp")
 DEFAULT_MAX_CONCURRENT: Final = 8
 #: Seconds a server may take to start and list its tools.
 START_TIMEOUT: Final = 30.0
+_KEEP_WORKFLOWS: Final = 4096
 _KEYS: Final = frozenset({"command", "env", "cwd", "url", "max_concurrent"})
 _INSTALL: Final = "install the MCP extra: pip install 'gleitzeit[mcp]'"
 
@@ -145,6 +146,8 @@ class McpProvider(BaseProvider):
         self._client_servers: dict[str, _Server] = {
             name: self._declare(name, raw) for name, raw in (servers or {}).items()
         }
+        #: (workflow id, name) → server, for workflows that declare their own;
+        #: the oldest entries go past _KEEP_WORKFLOWS (their sessions stay shared).
         self._workflow_servers: dict[tuple[str, str], _Server] = {}
         self.specs = tuple(
             MethodSpec(f"mcp/{name}/*", description=f"Tools of the MCP server {name!r}.")
@@ -305,7 +308,10 @@ class McpProvider(BaseProvider):
         problems: list[dict[str, Any]] = []
         declared = getattr(workflow, "mcp_servers", None) or {}
         for name, raw in declared.items():
+            self._workflow_servers.pop((workflow.id, name), None)
             self._workflow_servers[(workflow.id, name)] = self._declare(name, raw)
+        while len(self._workflow_servers) > _KEEP_WORKFLOWS:
+            del self._workflow_servers[next(iter(self._workflow_servers))]
         failed: set[str] = set()
         for task in workflow.tasks:
             parsed = _tool_of(task.method)
