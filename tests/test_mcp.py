@@ -197,6 +197,20 @@ async def test_a_server_that_cannot_start() -> None:
     assert "boom" in err.value.data["stderr"]
 
 
+async def test_unknown_tool_in_a_one_off_call() -> None:
+    """Outside a workflow (no validation step), an unknown tool is METHOD_NOT_FOUND
+    naming the server, the tool and the tools that exist."""
+    from gleitzeit._providers import Call
+
+    async with client() as c:
+        with pytest.raises(ProviderError) as info:
+            await c._engine.run_call(Call(method="mcp/calc/nope", params={}, task_id="one"))
+    err = info.value
+    assert err.code == ErrorCode.METHOD_NOT_FOUND
+    assert (err.data["server"], err.data["tool"], err.data["task_id"]) == ("calc", "nope", "one")
+    assert "add" in err.message
+
+
 async def test_timeouts_reach_the_call_and_the_session_survives() -> None:
     """A task timeout stops a slow tool call; the same session serves the next call."""
     async with client() as c:
