@@ -1,0 +1,470 @@
+"""Commands of the ``gleitzeit`` CLI, over :class:`SyncGleitzeitClient`.
+
+Exit codes: 0 ok, 1 internal error, 2 usage or configuration, 3 invalid
+workflow, 4 task failed, 5 provider unreachable, 6 not found, 7 store error,
+130 interrupted. Errors print one line (what failed, what to do) on stderr;
+``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from gleitzeit.core.errors import (
+    ConfigurationError,
+    ErrorCode,
+    GleitzeitError,
+    PersistenceError,
+    ProviderError,
+    TaskError,
+    WorkflowError,
+    WorkflowValidationError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_VALIDATION = 3
+EXIT_TASK_FAILED = 4
+EXIT_PROVIDER = 5
+EXIT_NOT_FOUND = 6
+EXIT_STORE = 7
+EXIT_INTERRUPTED = 130
+
+#: Exit code → meaning, as documented in docs/CLI.md.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "internal error",
+    EXIT_USAGE: "usage or configuration error",
+    EXIT_VALIDATION: "the workflow is invalid",
+    EXIT_TASK_FAILED: "a task (or the workflow) failed",
+    EXIT_PROVIDER: "a provider is unreachable",
+    EXIT_NOT_FOUND: "no such workflow or task",
+    EXIT_STORE: "the store failed",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+_NOT_FOUND_CODES = {ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.PROVIDER_NOT_FOUND}
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The process exit code for an error raised by a command."""
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if not isinstance(err, GleitzeitError):
+        return EXIT_INTERNAL
+    if err.code in _NOT_FOUND_CODES or err.code.name.endswith("_NOT_FOUND"):
+        return EXIT_NOT_FOUND
+    if isinstance(err, (WorkflowValidationError, WorkflowError)) and err.code in (
+        ErrorCode.WORKFLOW_VALIDATION_FAILED,
+        ErrorCode.WORKFLOW_CIRCULAR_DEPENDENCY,
+    ):
+        return EXIT_VALIDATION
+    if isinstance(err, ConfigurationError):
+        return EXIT_USAGE
+    if isinstance(err, PersistenceError):
+        return EXIT_STORE
+    if isinstance(err, ProviderError):
+        return EXIT_PROVIDER
+    if isinstance(err, (TaskError, WorkflowError)):
+        return EXIT_TASK_FAILED
+    return EXIT_INTERNAL
+
+
+class _State:
+    """Global options shared by every command."""
+
+    def __init__(self, options: dict[str, Any], debug: bool) -> None:
+        self.options = options
+        self.debug = debug
+
+    def __repr__(self) -> str:
+        return f"_State(options={self.options!r}, debug={self.debug})"
+
+    def client(self, **extra: Any) -> Any:
+        """A :class:`SyncGleitzeitClient` built from the global options."""
+        from gleitzeit import SyncGleitzeitClient
+
+        return SyncGleitzeitClient(**self.options, debug=self.debug, **extra)
+
+
+def _unwrap(err: BaseException) -> BaseException:
+    """The one error inside (nested) single-member exception groups."""
+    while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+        err = err.exceptions[0]
+    return err
+
+
+def _problem_text(problem: Any) -> str:
+    if not isinstance(problem, dict):
+        return str(problem)
+    where = ", ".join(f"{k} {problem[k]!r}" for k in ("task", "field") if problem.get(k))
+    message = str(problem.get("message", problem))
+    return f"{where}: {message}" if where else message
+
+
+def _one_line(err: BaseException) -> str:
+    if not isinstance(err, GleitzeitError):
+        text = str(err).splitlines()[0] if str(err) else ""
+        return f"internal error: {type(err).__name__}: {text} (rerun with --debug and report it)"
+    line = str(err).splitlines()[0]
+    problems = err.data.get("problems")
+    if isinstance(problems, list) and problems:
+        line += " " + "; ".join(_problem_text(p) for p in problems[:3])
+        if len(problems) > 3:
+            line += f"; and {len(problems) - 3} more"
+    return line
+
+
+def _fail(state: _State | None, err: BaseException) -> NoReturn:
+    err = _unwrap(err)
+    code = exit_code_for(err)
+    if isinstance(err, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+    else:
+        click.echo(f"error: {_one_line(err)}", err=True)
+    if state is not None and state.debug:
+        traceback.print_exception(err, file=sys.stderr)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors(state: _State) -> Iterator[None]:
+    try:
+        yield
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
+        raise
+    except (Exception, KeyboardInterrupt) as err:
+        _fail(state, err)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--persistence",
+    type=click.Choice(["memory", "sqlite", "journal", "redis"]),
+    envvar="GLEITZEIT_PERSISTENCE",
+    help="Store (default: $GLEITZEIT_PERSISTENCE).",
+)
+@click.option("--db-path", envvar="GLEITZEIT_DB_PATH", help="File of a sqlite/journal store.")
+@click.option("--redis-url", envvar="GLEITZEIT_REDIS_URL", help="URL of a redis store.")
+@click.option("--ollama-url", envvar="GLEITZEIT_OLLAMA_URL", help="Ollama server URL.")
+@click.option("--debug", is_flag=True, help="Log debug output; tracebacks on errors.")
+@click.version_option(package_name="gleitzeit")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    persistence: str | None,
+    db_path: str | None,
+    redis_url: str | None,
+    ollama_url: str | None,
+    debug: bool,
+) -> None:
+    """Run and inspect gleitzeit workflows."""
+    given = {
+        "persistence": persistence,
+        "db_path": db_path,
+        "redis_url": redis_url,
+        "ollama_url": ollama_url,
+    }
+    ctx.obj = _State({k: v for k, v in given.items() if v is not None}, debug)
+
+
+def _workflow_dict(wf: Any) -> dict[str, Any]:
+    return {
+        "id": wf.id,
+        "name": wf.name,
+        "status": str(getattr(wf.status, "value", wf.status)),
+        "total_tasks": wf.total_tasks,
+        "completed_tasks": wf.completed_tasks,
+        "failed_tasks": wf.failed_tasks,
+        "created_at": wf.created_at,
+        "finished_at": wf.finished_at,
+    }
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_json_option
+@click.pass_obj
+def run(state: _State, file: str, as_json: bool) -> None:
+    """Run the workflow in FILE to its end and print every task's result."""
+    with _errors(state), state.client() as client:
+        results = client.run_workflow(file)
+    if as_json:
+        _print_json(results)
+        return
+    for task_id, result in results.items():
+        click.echo(f"{task_id}: {json.dumps(result, default=str, ensure_ascii=False)}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_json_option
+@click.pass_obj
+def validate(state: _State, file: str, as_json: bool) -> None:
+    """Check the workflow in FILE without running it; list every problem."""
+    from gleitzeit._loader import load_workflow
+
+    try:
+        wf = load_workflow(file)
+    except (WorkflowValidationError, WorkflowError) as err:
+        if exit_code_for(err) != EXIT_VALIDATION:
+            _fail(state, err)
+        problems = err.data.get("problems") or [err.message]
+        if as_json:
+            _print_json(
+                {
+                    "valid": False,
+                    "code": err.code.name,
+                    "problems": problems,
+                    "cycle": err.data.get("cycle"),
+                }
+            )
+        else:
+            click.echo(f"error: {file} is invalid:", err=True)
+            for problem in problems:
+                click.echo(f"  - {_problem_text(problem)}", err=True)
+        sys.exit(exit_code_for(err))
+    except (Exception, KeyboardInterrupt) as err:
+        _fail(state, err)
+    if as_json:
+        _print_json({"valid": True, "name": wf.name, "tasks": wf.total_tasks})
+    else:
+        click.echo(f"{file}: valid ({wf.total_tasks} tasks)")
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def graph_text(wf: Any, fmt: str) -> str:
+    """The workflow's task graph as Mermaid (``fmt="mermaid"``) or DOT text."""
+    lines: list[str] = []
+    node = {t.id: f"t{i}" for i, t in enumerate(wf.tasks)}
+    if fmt == "mermaid":
+        lines.append("graph TD")
+        for t in wf.tasks:
+            label = f"{t.id}<br/>{t.method}".replace('"', "#quot;")
+            lines.append(f'    {node[t.id]}["{label}"]')
+        lines.extend(
+            f"    {node[dep]} --> {node[t.id]}" for t in wf.tasks for dep in t.dependencies
+        )
+    else:
+        lines.append(f'digraph "{_quote(wf.name)}" {{')
+        lines.append("    rankdir=TB;")
+        lines.extend(
+            f'    "{_quote(t.id)}" [label="{_quote(t.id)}\\n{_quote(t.method)}"];' for t in wf.tasks
+        )
+        lines.extend(
+            f'    "{_quote(dep)}" -> "{_quote(t.id)}";' for t in wf.tasks for dep in t.dependencies
+        )
+        lines.append("}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_obj
+def graph(state: _State, file: str, fmt: str) -> None:
+    """Print the task graph of the workflow in FILE (Mermaid or DOT)."""
+    from gleitzeit._loader import load_workflow
+
+    with _errors(state):
+        wf = load_workflow(file)
+    click.echo(graph_text(wf, fmt))
+
+
+@cli.group()
+def workflow() -> None:
+    """Inspect and control stored workflows."""
+
+
+@workflow.command("status")
+@click.argument("workflow_id")
+@_json_option
+@click.pass_obj
+def workflow_status(state: _State, workflow_id: str, as_json: bool) -> None:
+    """Show a workflow's status and task counts."""
+    with _errors(state), state.client() as client:
+        wf = client.get_workflow_status(workflow_id)
+        if wf is None:
+            raise WorkflowError(
+                f"no workflow {workflow_id!r} in this store; 'gleitzeit workflow list' shows them",
+                code=ErrorCode.WORKFLOW_NOT_FOUND,
+                data={"workflow_id": workflow_id},
+            )
+    info = _workflow_dict(wf)
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+@workflow.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+@_json_option
+@click.pass_obj
+def workflow_list(state: _State, limit: int, as_json: bool) -> None:
+    """List stored workflows, newest first."""
+    with _errors(state), state.client() as client:
+        wfs = client.list_workflows(limit=limit)
+    infos = [_workflow_dict(wf) for wf in wfs]
+    if as_json:
+        _print_json(infos)
+        return
+    if not infos:
+        click.echo("no workflows", err=True)
+    for info in infos:
+        click.echo(
+            f"{info['id']}  {info['status']:<10} {info['completed_tasks']}/{info['total_tasks']}"
+            f"  {info['name']}"
+        )
+
+
+@workflow.command("resume")
+@click.argument("workflow_id")
+@_json_option
+@click.pass_obj
+def workflow_resume(state: _State, workflow_id: str, as_json: bool) -> None:
+    """Run a stored workflow's unfinished tasks and print every result."""
+    with _errors(state), state.client() as client:
+        results = client.resume_workflow(workflow_id)
+    if as_json:
+        _print_json(results)
+        return
+    for task_id, result in results.items():
+        click.echo(f"{task_id}: {json.dumps(result, default=str, ensure_ascii=False)}")
+
+
+@workflow.command("cancel")
+@click.argument("workflow_id")
+@_json_option
+@click.pass_obj
+def workflow_cancel(state: _State, workflow_id: str, as_json: bool) -> None:
+    """Cancel a workflow."""
+    with _errors(state), state.client() as client:
+        cancelled = client.cancel_workflow(workflow_id)
+    if as_json:
+        _print_json({"workflow_id": workflow_id, "cancelled": cancelled})
+    else:
+        click.echo(f"{workflow_id}: {'cancelled' if cancelled else 'not running'}")
+
+
+@cli.group()
+def task() -> None:
+    """Inspect tasks of stored workflows."""
+
+
+@task.command("result")
+@click.argument("workflow_id")
+@click.argument("task_id")
+@click.pass_obj
+def task_result(state: _State, workflow_id: str, task_id: str) -> None:
+    """Print one task's result as JSON."""
+    with _errors(state), state.client() as client:
+        result = client.get_task_result(workflow_id, task_id)
+        if result is None:
+            raise WorkflowError(
+                f"task {task_id!r} of workflow {workflow_id!r} has no result yet",
+                code=ErrorCode.WORKFLOW_NOT_FOUND,
+                data={"workflow_id": workflow_id, "task_id": task_id},
+            )
+    _print_json(result)
+
+
+@cli.command("exec")
+@click.argument("code")
+@_json_option
+@click.pass_obj
+def exec_(state: _State, code: str, as_json: bool) -> None:
+    """Run a snippet of Python CODE in a worker and print its result."""
+    with _errors(state), state.client() as client:
+        result = client.execute_python(code)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(json.dumps(result, default=str, ensure_ascii=False, indent=2))
+
+
+@cli.group()
+def provider() -> None:
+    """Providers: health of the services tasks call."""
+
+
+@provider.command("health")
+@_json_option
+@click.pass_obj
+def provider_health(state: _State, as_json: bool) -> None:
+    """Check each provider's health; exit 5 if one is unreachable."""
+    with _errors(state), state.client() as client:
+        health = client.provider_health()
+    if as_json:
+        _print_json(health)
+    else:
+        for entry in health:
+            click.echo("  ".join(f"{k}={v}" for k, v in entry.items()))
+    if any(entry.get("healthy") is False for entry in health):
+        sys.exit(EXIT_PROVIDER)
+
+
+@cli.group()
+def system() -> None:
+    """The gleitzeit installation and its store."""
+
+
+@system.command("status")
+@_json_option
+@click.pass_obj
+def system_status(state: _State, as_json: bool) -> None:
+    """Show version, store and how many workflows it holds."""
+    import gleitzeit
+
+    with _errors(state), state.client() as client:
+        wfs = client.list_workflows(limit=1000)
+    info = {
+        "version": getattr(gleitzeit, "__version__", "unknown"),
+        "options": state.options,
+        "workflows": len(wfs),
+    }
+    if as_json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of the ``gleitzeit`` console script."""
+    try:
+        cli.main(args=argv, prog_name="gleitzeit", standalone_mode=True)
+    except KeyboardInterrupt as err:
+        _fail(None, err)
+    sys.exit(0)

@@ -1,0 +1,170 @@
+"""The ``gleitzeit`` command, run as a real child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GLEITZEIT = [sys.executable, "-m", "gleitzeit"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    full_env["GLEITZEIT_PERSISTENCE"] = "memory"  # tests name their store explicitly
+    full_env.update(env or {})
+    return subprocess.run(
+        [*GLEITZEIT, *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = """
+name: two steps
+tasks:
+  - id: a
+    method: python/execute
+    params: {code: "result = 20 + 1"}
+  - id: b
+    method: python/execute
+    dependencies: [a]
+    params: {code: "result = ${a.result} * 2"}
+"""
+
+FAILING = """
+name: fails
+tasks:
+  - id: boom
+    method: python/execute
+    params: {code: "raise ValueError('nope')"}
+"""
+
+
+def test_import_gleitzeit_does_not_load_the_cli() -> None:
+    code = (
+        "import sys, gleitzeit; "
+        "print(sorted(m for m in sys.modules if m in ('click', 'rich') "
+        "or m.startswith('gleitzeit.cli')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_run_json_prints_only_results(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, GOOD), "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert list(results) == ["a", "b"]
+    assert results["b"]["result"] == 42
+
+
+def test_run_plain(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, GOOD))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("b: ")
+
+
+def test_task_failure_exit_4_one_line(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, FAILING))
+    assert proc.returncode == 4
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_adds_traceback(tmp_path: Path) -> None:
+    proc = run_cli("--debug", "run", write(tmp_path, FAILING))
+    assert proc.returncode == 4
+    assert "Traceback" in proc.stderr
+
+
+def test_validate_ok_and_invalid(tmp_path: Path) -> None:
+    ok = run_cli("validate", write(tmp_path, GOOD), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"valid": True, "name": "two steps", "tasks": 2}
+    bad = write(tmp_path, GOOD.replace("dependencies: [a]", "dependencies: [zz]"), "bad.yaml")
+    proc = run_cli("validate", bad, "--json")
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["valid"] is False
+    assert "zz" in json.dumps(doc["problems"])
+    plain = run_cli("validate", bad)
+    assert plain.returncode == 3
+    assert "zz" in plain.stderr
+
+
+def test_run_invalid_exit_3(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, GOOD.replace("python/execute", "nosuch/method", 1)))
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_graph_mermaid_and_dot(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    mermaid = run_cli("graph", path)
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert mermaid.stdout.splitlines()[0] == "graph TD"
+    assert "t0 --> t1" in mermaid.stdout
+    dot = run_cli("graph", path, "--format", "dot")
+    assert dot.returncode == 0
+    assert '"a" -> "b";' in dot.stdout
+    assert dot.stdout.startswith('digraph "two steps"')
+
+
+def test_usage_error_exit_2(tmp_path: Path) -> None:
+    assert run_cli("run").returncode == 2
+    assert run_cli("--persistence", "bogus", "workflow", "list").returncode == 2
+
+
+def test_stored_workflow_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "g.db")
+    store = ["--persistence", "sqlite", "--db-path", db]
+    assert run_cli(*store, "run", write(tmp_path, GOOD)).returncode == 0
+    listed = run_cli(*store, "workflow", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (info,) = json.loads(listed.stdout)
+    assert info["status"] == "completed"
+    assert info["completed_tasks"] == 2
+    status = run_cli(*store, "workflow", "status", info["id"], "--json")
+    assert json.loads(status.stdout)["id"] == info["id"]
+    result = run_cli(*store, "task", "result", info["id"], "b")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["result"] == 42
+    missing = run_cli(*store, "workflow", "status", "no-such-id")
+    assert missing.returncode == 6
+    assert missing.stderr.startswith("error: ")
+    system = run_cli(*store, "system", "status", "--json")
+    assert json.loads(system.stdout)["workflows"] == 1
+
+
+def test_env_selects_store(tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    env = {"GLEITZEIT_PERSISTENCE": "sqlite", "GLEITZEIT_DB_PATH": db}
+    assert run_cli("run", write(tmp_path, GOOD), env=env).returncode == 0
+    listed = run_cli("workflow", "list", "--json", env=env)
+    assert len(json.loads(listed.stdout)) == 1
+
+
+def test_exec_json() -> None:
+    proc = run_cli("exec", "result = 6 * 7", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"] == 42
+
+
+@pytest.mark.parametrize("name", ["EXIT_CODES"])
+def test_exit_codes_documented(name: str) -> None:
+    from gleitzeit import cli
+
+    doc = Path(__file__).parent.parent.joinpath("docs", "CLI.md").read_text()
+    for code in getattr(cli, name):
+        assert f"| {code} |" in doc
