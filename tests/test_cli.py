@@ -168,3 +168,17 @@ def test_exit_codes_documented(name: str) -> None:
     doc = Path(__file__).parent.parent.joinpath("docs", "CLI.md").read_text()
     for code in getattr(cli, name):
         assert f"| {code} |" in doc
+
+
+def test_provider_list_names_builtin_methods() -> None:
+    proc = run_cli("provider", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    methods = {m["name"] for entry in json.loads(proc.stdout) for m in entry["methods"]}
+    assert {"python/execute", "llm/chat"} <= methods
+
+
+def test_provider_health_unreachable_ollama_exit_5() -> None:
+    proc = run_cli("--ollama-url", "http://127.0.0.1:9", "provider", "health", "--json")
+    assert proc.returncode == 5, proc.stderr
+    health = json.loads(proc.stdout)
+    assert any(entry.get("reachable") is False for entry in health)

@@ -419,6 +419,31 @@ def provider() -> None:
     """Providers: health of the services tasks call."""
 
 
+@provider.command("list")
+@_json_option
+@click.pass_obj
+def provider_list(state: _State, as_json: bool) -> None:
+    """List the providers and the methods each one serves."""
+    with _errors(state):
+        registry = state.client()._client.providers
+        listing = [
+            {
+                "provider_id": p.provider_id,
+                "methods": [
+                    {"name": spec.name, "description": spec.description} for spec in p.specs
+                ],
+            }
+            for p in registry
+        ]
+    if as_json:
+        _print_json(listing)
+        return
+    for entry in listing:
+        click.echo(entry["provider_id"])
+        for method in entry["methods"]:
+            click.echo(f"  {method['name']:<24} {method['description'] or ''}")
+
+
 @provider.command("health")
 @_json_option
 @click.pass_obj
@@ -431,7 +456,7 @@ def provider_health(state: _State, as_json: bool) -> None:
     else:
         for entry in health:
             click.echo("  ".join(f"{k}={v}" for k, v in entry.items()))
-    if any(entry.get("healthy") is False for entry in health):
+    if any(entry.get("reachable") is False for entry in health):
         sys.exit(EXIT_PROVIDER)
 
 
