@@ -182,3 +182,34 @@ def test_provider_health_unreachable_ollama_exit_5() -> None:
     assert proc.returncode == 5, proc.stderr
     health = json.loads(proc.stdout)
     assert any(entry.get("reachable") is False for entry in health)
+
+
+def test_sigint_exits_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    marker = tmp_path / "started"
+    wf = write(
+        tmp_path,
+        f"""
+name: slow
+tasks:
+  - id: slow
+    method: python/execute
+    params:
+      code: "import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
+""",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    env["GLEITZEIT_PERSISTENCE"] = "memory"
+    proc = subprocess.Popen(
+        [*GLEITZEIT, "run", wf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err

@@ -99,6 +99,8 @@ class _State:
 
 def _unwrap(err: BaseException) -> BaseException:
     """The one error inside (nested) single-member exception groups."""
+    if isinstance(err, BaseExceptionGroup) and err.split(KeyboardInterrupt)[0] is not None:
+        return KeyboardInterrupt()
     while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
         err = err.exceptions[0]
     return err
@@ -143,7 +145,7 @@ def _errors(state: _State) -> Iterator[None]:
         yield
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
-    except (Exception, KeyboardInterrupt) as err:
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as err:
         _fail(state, err)
 
 
@@ -244,7 +246,7 @@ def validate(state: _State, file: str, as_json: bool) -> None:
             for problem in problems:
                 click.echo(f"  - {_problem_text(problem)}", err=True)
         sys.exit(exit_code_for(err))
-    except (Exception, KeyboardInterrupt) as err:
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as err:
         _fail(state, err)
     if as_json:
         _print_json({"valid": True, "name": wf.name, "tasks": wf.total_tasks})
@@ -490,6 +492,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of the ``gleitzeit`` console script."""
     try:
         cli.main(args=argv, prog_name="gleitzeit", standalone_mode=True)
-    except KeyboardInterrupt as err:
+    except (KeyboardInterrupt, BaseExceptionGroup) as err:
         _fail(None, err)
     sys.exit(0)
