@@ -36,7 +36,7 @@ from ._loader import graph_of
 from ._providers import Call, ProviderRegistry
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
-from .core._refs import find_refs, make_lookup, substitute, substitute_code
+from .core._refs import make_lookup, scan_refs, substitute, substitute_code
 from .core._scheduler import (
     CANCELLED,
     COMPLETED,
@@ -146,7 +146,8 @@ class Run:
 
 
 def _has_refs(params: dict[str, Any]) -> bool:
-    return next(find_refs(params), None) is not None
+    """True if ``params`` hold a reference or a ``$${`` escape to substitute."""
+    return scan_refs(params)[1]
 
 
 class Engine:

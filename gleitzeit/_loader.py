@@ -23,7 +23,7 @@ from ._gc import gc_paused
 from .core._graph import find_cycle
 from .core._methods import MethodSpec, MethodTable, describe_types, type_ok
 from .core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy, Task, Workflow
-from .core._refs import _TOKEN, RefSyntaxError, find_refs
+from .core._refs import _TOKEN, RefSyntaxError, scan_refs
 from .core.errors import CircularDependencyError, WorkflowValidationError
 
 __all__ = ["WorkflowSource", "load_workflow", "parse_workflow", "read_document"]
@@ -490,7 +490,8 @@ def _parse_tasks(
             if j is None:
                 problems.add(
                     f"reference {ref.text} names no task {ref.task!r} in this "
-                    f"workflow{_closest(ref.task, [*by_id, *by_name])}",
+                    f"workflow{_closest(ref.task, [*by_id, *by_name])}; to pass the text "
+                    f"{ref.text} itself, escape it as ${ref.text}",
                     label,
                     "params",
                 )
@@ -529,7 +530,7 @@ def _parse_tasks(
         )
         for f, deps in zip(parsed, deps_idx, strict=True)
     )
-    return tasks, (deps_idx, bytearray(bool(f["refs"]) for f in parsed))
+    return tasks, (deps_idx, bytearray(f["marked"] for f in parsed))
 
 
 def _parse_task(
@@ -597,9 +598,10 @@ def _parse_task(
     if spec is not None:
         _check_params(params, spec, problems, label, source_dir, template=False)
 
-    refs = []
+    refs: list[Any] = []
+    marked = False
     try:
-        refs = list(find_refs(params))
+        refs, marked = scan_refs(params)
     except RefSyntaxError as exc:
         problems.add(str(exc), label, "params")
 
@@ -631,6 +633,7 @@ def _parse_task(
         "params": params,
         "deps": deps,
         "refs": refs,
+        "marked": marked,
         "timeout": None,
         "retry": None,
         "priority": 0,

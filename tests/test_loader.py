@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,21 @@ from .fixtures import seed_examples
 from .strategies import dag_workflow, dags, json_values
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+#: The scripts the seed's examples name in ``params.file`` (checked at load time).
+SEED_SCRIPTS = Path(__file__).parent / "fixtures" / "seed_scripts"
+
+
+@pytest.fixture
+def in_seed_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative script paths of dict-loaded seed examples resolve against the CWD."""
+    monkeypatch.chdir(SEED_SCRIPTS)
 
 
 @pytest.mark.parametrize("name", sorted(seed_examples.ALL))
+@pytest.mark.usefixtures("in_seed_scripts")
 def test_seed_examples_load_from_dict_yaml_and_json(name: str, tmp_path: Path) -> None:
     """Every workflow in the seed reference validates, from a dict and from files."""
+    shutil.copytree(SEED_SCRIPTS, tmp_path, dirs_exist_ok=True)
     doc = seed_examples.ALL[name]
     wf = load_workflow(doc)
     assert wf.name == doc["name"]
@@ -41,6 +52,7 @@ def test_seed_examples_load_from_dict_yaml_and_json(name: str, tmp_path: Path) -
         assert from_file.source_dir == str(tmp_path.resolve())
 
 
+@pytest.mark.usefixtures("in_seed_scripts")
 def test_seed_references_imply_dependencies() -> None:
     """`${Task Name.x}` references resolve by name and add dependencies."""
     wf = load_workflow(seed_examples.DATA_PIPELINE)
@@ -420,6 +432,7 @@ def _hand_made(wf_id: str, *dependencies: str) -> Workflow:
     return Workflow(id=wf_id, name="hand made", tasks=(task,))
 
 
+@pytest.mark.usefixtures("in_seed_scripts")
 def test_workflow_objects_are_revalidated() -> None:
     """A loaded Workflow passes through; a hand-built invalid one is rejected."""
     wf = load_workflow(seed_examples.PARALLEL_PROCESSING)

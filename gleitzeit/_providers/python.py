@@ -28,6 +28,8 @@ from . import BaseProvider
 from ._runner import run_code
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
     from anyio.abc import Process
 
     from . import Call
@@ -49,6 +51,7 @@ PYTHON_SPECS: Final = (
         },
         one_of=(("code", "file"),),
         at_most_one=(("args", "context"),),
+        check=lambda params, source_dir: _check_file(params, source_dir),
         description="Run trusted Python code or a script; its global 'result' is the result.",
     ),
 )
@@ -68,6 +71,29 @@ def resolve_path(path: str, source_dir: str | None) -> Path:
         if candidate.exists():
             return candidate
     return Path.cwd() / p
+
+
+def _looked_in(file: str, source_dir: str | None) -> list[str]:
+    """The places :func:`resolve_path` tries for a relative ``file``, in order."""
+    p = Path(file).expanduser()
+    if p.is_absolute():
+        return [str(p)]
+    looked = [str(Path(source_dir) / p)] if source_dir is not None else []
+    looked.append(str(Path.cwd() / p))
+    return list(dict.fromkeys(looked))
+
+
+def _check_file(params: Mapping[str, Any], source_dir: str | None) -> Iterator[tuple[str, str]]:
+    """A literal ``file`` that does not exist is a problem before anything runs."""
+    file = params.get("file")
+    if not isinstance(file, str) or "${" in file:
+        return  # missing or wrong type: reported elsewhere; a reference: checked at run time
+    if not resolve_path(file, source_dir).is_file():
+        yield (
+            "params.file",
+            f"python file {file!r} not found (looked in "
+            f"{' and '.join(_looked_in(file, source_dir))}); fix the 'file' path",
+        )
 
 
 class _Worker:
@@ -276,11 +302,10 @@ class PythonProvider(BaseProvider):
         if file is not None:
             path = resolve_path(str(file), call.source_dir)
             if not path.is_file():
-                looked = [str(Path(call.source_dir) / file)] if call.source_dir else []
-                looked.append(str(Path.cwd() / file))
+                looked = _looked_in(str(file), call.source_dir)
                 raise TaskError(
                     f"Task {call.task_id!r}: python file {file!r} not found (looked in "
-                    f"{' and '.join(dict.fromkeys(looked))}); fix the 'file' path.",
+                    f"{' and '.join(looked)}); fix the 'file' path.",
                     ErrorCode.TASK_VALIDATION_FAILED,
                     {"task_id": call.task_id, "file": str(file)},
                 )

@@ -41,6 +41,7 @@ __all__ = [
     "parse_ref",
     "py_literal",
     "resolve",
+    "scan_refs",
     "substitute",
     "substitute_code",
 ]
@@ -115,6 +116,31 @@ def find_refs(value: Any) -> Iterator[Ref]:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+
+
+def scan_refs(value: Any) -> tuple[list[Ref], bool]:
+    """Every reference in ``value``, and whether it needs substituting at all.
+
+    The flag is also true for a value whose only marker is the ``$${`` escape:
+    the escape must become ``${`` whether or not real references sit beside it.
+
+    Raises:
+        RefSyntaxError: a reference is malformed.
+    """
+    refs: list[Ref] = []
+    marked = False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if "${" in item:
+                marked = True
+                refs.extend(_refs_in_text(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return refs, marked
 
 
 def _describe(value: Any) -> str:

@@ -1,0 +1,111 @@
+"""User input edge cases: the ``$${`` escape and unknown references."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from gleitzeit import GleitzeitClient
+from gleitzeit.core.errors import ErrorCode, WorkflowError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+
+def _workflow(*tasks: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "escapes", "tasks": list(tasks)}
+
+
+@pytest.mark.parametrize("with_ref", [False, True])
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+async def test_escape_gives_a_literal_reference_with_or_without_real_ones(
+    with_ref: bool, isolation: str
+) -> None:
+    code = "result = '$${HOME}'"
+    if with_ref:
+        code += " + str(${first.result})"
+    tasks = [
+        {"name": "first", "method": "python/execute", "params": {"code": "result = 1"}},
+        {
+            "name": "code",
+            "method": "python/execute",
+            "params": {"code": code},
+            "dependencies": ["first"],
+        },
+        {
+            "name": "text",
+            "method": "mcp/tool.echo",
+            "params": {"message": "cost: $${price}" + (" x${first.result}" if with_ref else "")},
+            "dependencies": ["first"],
+        },
+    ]
+    async with GleitzeitClient(persistence="memory", isolation=isolation) as client:
+        results = await client.run_workflow(_workflow(*tasks))
+    suffix = "1" if with_ref else ""
+    assert results["code"]["result"] == "${HOME}" + suffix
+    assert results["text"]["response"] == "cost: ${price}" + (" x1" if with_ref else "")
+
+
+async def test_unknown_reference_suggests_the_escape() -> None:
+    task = {"name": "t", "method": "python/execute", "params": {"code": "x = '${HOME}'"}}
+    async with GleitzeitClient(persistence="memory") as client:
+        with pytest.raises(WorkflowError) as info:
+            await client.run_workflow(_workflow(task))
+    assert info.value.code is ErrorCode.WORKFLOW_VALIDATION_FAILED
+    assert "$${HOME}" in str(info.value)
+
+
+async def test_missing_literal_file_is_a_validation_problem_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    tasks = [
+        {
+            "name": "side_effect",
+            "method": "python/execute",
+            "params": {"code": f"open({str(marker)!r}, 'w').close()"},
+        },
+        {
+            "name": "script",
+            "method": "python/execute",
+            "params": {"file": "no_such_script.py"},
+            "dependencies": ["side_effect"],
+        },
+        {"name": "bad", "method": "python/execute", "params": {"code": 3}},
+    ]
+    doc = tmp_path / "wf.yaml"
+    doc.write_text(json.dumps(_workflow(*tasks)))
+    async with GleitzeitClient(persistence="memory") as client:
+        with pytest.raises(WorkflowError) as info:
+            await client.run_workflow(str(doc))
+    assert info.value.code is ErrorCode.WORKFLOW_VALIDATION_FAILED
+    problems = info.value.data["problems"]
+    fields = {(p["task"], p["field"]) for p in problems}
+    assert ("script", "params.file") in fields  # reported together with the other problem
+    assert ("bad", "params.code") in fields
+    message = next(p["message"] for p in problems if p["field"] == "params.file")
+    assert str(tmp_path / "no_such_script.py") in message  # says where it looked
+    assert not marker.exists()
+
+
+async def test_existing_relative_file_and_referenced_file_still_run(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text("result = args.get('n', 0) + 1\n")
+    tasks = [
+        {"name": "name", "method": "python/execute", "params": {"code": "result = 'script.py'"}},
+        {"name": "direct", "method": "python/execute", "params": {"file": "script.py"}},
+        {
+            "name": "by_ref",
+            "method": "python/execute",
+            "params": {"file": str(tmp_path) + "/${name.result}", "args": {"n": 1}},
+        },
+    ]
+    doc = tmp_path / "wf.yaml"
+    doc.write_text(json.dumps(_workflow(*tasks)))
+    async with GleitzeitClient(persistence="memory") as client:
+        results = await client.run_workflow(str(doc))
+    assert results["direct"]["result"] == 1
+    assert results["by_ref"]["result"] == 2
