@@ -75,6 +75,8 @@ Listener: TypeAlias = "Callable[[Sequence[Event]], None]"
 
 # An outcome: (task index, result or None, error or None, attempts)
 _Outcome = tuple[int, "dict[str, Any] | None", "GleitzeitError | None", int]
+#: Sent by a task to wake the scheduler for its start event (index -1: no outcome).
+_WAKE: _Outcome = (-1, None, None, 0)
 
 
 @attrs.define(eq=False, repr=False)
@@ -97,6 +99,9 @@ class Run:
     created_at: float = attrs.Factory(time.time)
     finished_at: float | None = None
     pending_events: list[Event] = attrs.Factory(list)
+    #: ids of pending events for listeners only (inline starts, retried
+    #: attempts' failures): stores need not keep them, so they cost no write.
+    notices: set[int] = attrs.Factory(set)
 
     def __repr__(self) -> str:
         return (
@@ -347,6 +352,17 @@ class Engine:
                                 inflight += 1
                                 tg.start_soon(self._attempts, run, i, send, call)
                                 continue
+                            if self.listeners:
+                                self._notice(
+                                    run,
+                                    Event(
+                                        kind=EventKind.TASK_STARTED,
+                                        workflow_id=run.id,
+                                        task_id=task.id,
+                                        at=time.time(),
+                                        attempt=1,
+                                    ),
+                                )
                             outcome = self._run_inline(provider, call, i)
                         inline_runs += 1
                         if ordered:
@@ -362,14 +378,18 @@ class Engine:
             if not outcomes and not inline_runs and not run.pending_events:
                 if inflight == 0:  # nothing ran and nothing is running: a bug
                     raise AssertionError(f"scheduler stalled: {sched!r}")  # pragma: no cover
-                outcomes.append(await recv.receive())
-                inflight -= 1
+                item = await recv.receive()
+                if item[0] >= 0:  # not just a wake-up for new events
+                    outcomes.append(item)
+                    inflight -= 1
             while inflight:
                 try:
-                    outcomes.append(recv.receive_nowait())
+                    item = recv.receive_nowait()
                 except anyio.WouldBlock:
                     break
-                inflight -= 1
+                if item[0] >= 0:
+                    outcomes.append(item)
+                    inflight -= 1
             if ordered:
                 # Group commit: completions are recorded before dependents start.
                 self._stage(run, outcomes)
@@ -401,16 +421,22 @@ class Engine:
     ) -> None:
         """Run task ``i`` with its retries; send exactly one outcome."""
         task = run.workflow.tasks[i]
-        if self.task_events:
-            run.pending_events.append(
-                Event(
-                    kind=EventKind.TASK_STARTED, workflow_id=run.id, task_id=task.id, at=time.time()
-                )
-            )
-        log.debug("task %r started (%s)", task.id, task.method)
         attempt = 0
         while True:
             attempt += 1
+            if self.task_events:
+                run.pending_events.append(
+                    Event(
+                        kind=EventKind.TASK_STARTED,
+                        workflow_id=run.id,
+                        task_id=task.id,
+                        at=time.time(),
+                        attempt=attempt,
+                    )
+                )
+                if self.listeners:
+                    send.send_nowait(_WAKE)  # listeners hear of the start now, not at its end
+            log.debug("task %r attempt %d started (%s)", task.id, attempt, task.method)
             try:
                 if call is None:
                     call = self.call_for(run, i)
@@ -423,6 +449,19 @@ class Engine:
                 send.send_nowait((i, result, None, attempt))
                 return
             if task.retry is not None and attempt < task.retry.max_attempts:
+                if self.listeners:
+                    self._notice(
+                        run,
+                        Event(
+                            kind=EventKind.TASK_FAILED,
+                            workflow_id=run.id,
+                            task_id=task.id,
+                            at=time.time(),
+                            attempt=attempt,
+                            error=error_to_dict(error),
+                            status="retrying",
+                        ),
+                    )
                 delay = task.retry.delay(attempt, random.random())
                 log.debug(
                     "task %r attempt %d failed (%s); retrying in %.2fs",
@@ -537,16 +576,32 @@ class Engine:
     async def emit(self, events: Sequence[Event]) -> None:
         """Record a batch of events in the store, then hand it to the listeners."""
         await self.store.record(events)
+        self._notify(events)
+
+    def _notify(self, events: Sequence[Event]) -> None:
         for listener in self.listeners:
             try:
                 listener(events)
             except Exception:  # a progress display must never break a run
                 log.exception("an event listener failed; it is called again next time")
 
+    @staticmethod
+    def _notice(run: Run, event: Event) -> None:
+        """Queue an event for the listeners only (in order with the others)."""
+        run.pending_events.append(event)
+        run.notices.add(id(event))
+
     async def _flush(self, run: Run) -> None:
         if run.pending_events:
             events, run.pending_events = run.pending_events, []
-            await self.emit(events)
+            if run.notices:
+                notices, run.notices = run.notices, set()
+                stored = [e for e in events if id(e) not in notices]
+                if stored:
+                    await self.store.record(stored)
+                self._notify(events)
+            else:
+                await self.emit(events)
 
     async def _finish(
         self,
