@@ -216,7 +216,17 @@ class GleitzeitClient:
         assert self._tg is not None
         try:
             self._tg.cancel_scope.cancel()  # unawaited background runs end here
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            # The body's own exception is never handed to the task group: it
+            # leaves this block as itself (a WorkflowError stays a
+            # WorkflowError), not wrapped in an exception group.
+            try:
+                await self._tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as group:
+                failure = _background_failure(group)
+                if exc is None:
+                    raise failure from group
+                log.error("background work failed while leaving the client: %s", failure)
+            return None
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -591,3 +601,32 @@ def _stored_results(stored: StoredRun) -> dict[str, Any]:
 
 
 GleitzeitClient.__module__ = "gleitzeit"
+
+
+def _background_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """One exception for the client's own background failures.
+
+    A lone :class:`GleitzeitError` (a store that failed, say) is itself;
+    interrupts and cancellation leave as they are; anything else becomes one
+    ``INTERNAL_ERROR`` naming every failure.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            leaves.append(item)
+    for leaf in leaves:
+        if not isinstance(leaf, Exception):
+            return leaf  # KeyboardInterrupt, SystemExit or a cancellation
+    if len(leaves) == 1 and isinstance(leaves[0], GleitzeitError):
+        return leaves[0]
+    names = "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
+    return GleitzeitError(
+        f"The client's background work failed ({names}); this is a bug in gleitzeit or "
+        "in a provider: please report it with the traceback (debug=True logs more).",
+        ErrorCode.INTERNAL_ERROR,
+        {"errors": [f"{type(e).__name__}: {e}" for e in leaves]},
+    )
