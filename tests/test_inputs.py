@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gleitzeit import GleitzeitClient
-from gleitzeit.core.errors import ErrorCode, WorkflowError
+from gleitzeit.core.errors import ErrorCode, TaskError, WorkflowError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -109,3 +109,38 @@ async def test_existing_relative_file_and_referenced_file_still_run(tmp_path: Pa
         results = await client.run_workflow(str(doc))
     assert results["direct"]["result"] == 1
     assert results["by_ref"]["result"] == 2
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+async def test_scripts_read_their_inputs_as_context_args_and_globals(isolation: str) -> None:
+    code = (
+        "numbers = [int(n) for n in context.get('numbers_str').split(',')]\n"
+        "result = {'sum': sum(numbers), 'same': args is context, 'glob': numbers_str}\n"
+    )
+    task = {
+        "name": "t",
+        "method": "python/execute",
+        "params": {"code": code, "context": {"numbers_str": "1,2,3"}},
+    }
+    async with GleitzeitClient(persistence="memory", isolation=isolation) as client:
+        results = await client.run_workflow(_workflow(task))
+    assert results["t"]["result"] == {"sum": 6, "same": True, "glob": "1,2,3"}
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+@pytest.mark.parametrize(
+    ("code", "error_type"),
+    [("raise KeyboardInterrupt", "KeyboardInterrupt"), ("import sys; sys.exit(3)", "SystemExit")],
+)
+async def test_interrupts_and_exits_in_task_code_are_task_errors(
+    isolation: str, code: str, error_type: str
+) -> None:
+    ok = {"name": "ok", "method": "python/execute", "params": {"code": "import sys; sys.exit(0)"}}
+    bad = {"name": "bad", "method": "python/execute", "params": {"code": code}}
+    async with GleitzeitClient(persistence="memory", isolation=isolation) as client:
+        with pytest.raises(TaskError) as info:
+            await client.run_workflow(_workflow(ok, bad))
+        status = await client.list_workflows()
+    assert info.value.data["error_type"] == error_type
+    assert info.value.data["results"]["ok"]["success"] is True  # sys.exit(0) is success
+    assert status

@@ -49,6 +49,9 @@ def run_code(code: str | None, file: str | None, args: dict[str, Any] | None) ->
     if args:
         namespace.update({k: v for k, v in args.items() if type(k) is str and k.isidentifier()})
     namespace["args"] = args
+    # Scripts written for the earlier gleitzeit read their inputs as `context`
+    # (an input named "context" keeps its own value).
+    namespace.setdefault("context", args)
     namespace["result"] = None
     saved = sys.stdout, sys.stderr, sys.stdin, sys.argv
     failure: dict[str, Any] | None = None
@@ -74,7 +77,7 @@ def run_code(code: str | None, file: str | None, args: dict[str, Any] | None) ->
                 "exit_code": status if isinstance(status, int) else 1,
                 "traceback": "",
             }
-    except Exception as exc:
+    except BaseException as exc:  # user code: a KeyboardInterrupt it raises fails the task
         failure = {
             "error_type": type(exc).__name__,
             "message": str(exc),
