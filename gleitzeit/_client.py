@@ -17,6 +17,7 @@ from ._config import (
     DEFAULT_PERSISTENCE,
     ISOLATION_MODES,
     PERSISTENCE_BACKENDS,
+    UNAVAILABLE_BACKENDS,
     check_choice,
     default_db_path,
     resolve_option,
@@ -116,7 +117,11 @@ class GleitzeitClient:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
         self.persistence = check_choice(
-            "persistence", backend, PERSISTENCE_BACKENDS, "GLEITZEIT_PERSISTENCE_BACKEND"
+            "persistence",
+            backend,
+            PERSISTENCE_BACKENDS,
+            "GLEITZEIT_PERSISTENCE_BACKEND",
+            UNAVAILABLE_BACKENDS,
         )
         path = resolve_option(
             None if db_path is None else os.fspath(db_path), "GLEITZEIT_SQLITE_PATH"

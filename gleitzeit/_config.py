@@ -49,13 +49,28 @@ def resolve_option(value: str | None, env: str) -> str | None:
     return None if value is None else str(value)
 
 
-def check_choice(name: str, value: str, valid: tuple[str, ...], env: str | None = None) -> str:
-    """Return ``value`` if valid, else raise CONFIGURATION_ERROR listing the valid ones."""
+#: Why a persistence backend cannot be used here, shown beside its name.
+UNAVAILABLE_BACKENDS: Final = {"redis": "not available in this version"}
+
+
+def check_choice(
+    name: str,
+    value: str,
+    valid: tuple[str, ...],
+    env: str | None = None,
+    notes: dict[str, str] | None = None,
+) -> str:
+    """Return ``value`` if valid, else raise CONFIGURATION_ERROR listing the valid ones.
+
+    ``notes`` marks choices that exist but cannot be used here (and why).
+    """
     if value in valid:
         return value
     origin = f" (from ${env})" if env and os.environ.get(env) == value else ""
+    notes = notes or {}
+    listed = ", ".join(f"{v} ({notes[v]})" if v in notes else v for v in valid)
     raise ConfigurationError(
-        f"Unknown {name} {value!r}{origin}; use one of: {', '.join(valid)}.",
+        f"Unknown {name} {value!r}{origin}; use one of: {listed}.",
         data={"option": name, "value": value, "valid": list(valid)},
     )
 

@@ -25,7 +25,9 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -175,11 +177,13 @@ class JournalStore:
         except OSError as exc:
             os.close(fd)
             raise _error(
-                f"The journal {path} is in use by another process; use another "
-                "db_path or the sqlite store to share state.",
+                f"The journal {path} is in use by {_lock_holder(path)}, and a journal has one "
+                "writer at a time; stop that process first, use another db_path, or use "
+                "persistence='sqlite' to share stored workflows between processes.",
                 ErrorCode.PERSISTENCE_TRANSACTION_FAILED,
                 path,
             ) from exc
+        _write_owner(path)
         try:
             events, good, torn = read_journal(path)
             if torn:
@@ -204,6 +208,8 @@ class JournalStore:
         def close() -> None:
             with contextlib.suppress(OSError):
                 os.fsync(fd)
+            with contextlib.suppress(OSError):
+                _owner_path(self.path).unlink()  # before unlocking: a next holder writes its own
             os.close(fd)  # also releases the lock
 
         with anyio.CancelScope(shield=True):
@@ -307,3 +313,28 @@ class JournalStore:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(self._fd)
         self._fd = fd
+
+
+def _owner_path(path: Path) -> Path:
+    """The file beside a journal that names the process holding it."""
+    return path.with_name(path.name + ".owner")
+
+
+def _write_owner(path: Path) -> None:
+    """Name this process as the journal's holder (best effort)."""
+    with contextlib.suppress(OSError):
+        _owner_path(path).write_text(
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv[:4]}),
+            encoding="utf-8",
+        )
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds the journal, as its owner file says: "process 123 on host (argv)"."""
+    try:
+        owner = json.loads(_owner_path(path).read_text(encoding="utf-8"))
+        text = f"process {int(owner['pid'])} on {owner['host']}"
+        argv = " ".join(str(a) for a in owner.get("argv") or [])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+    return text + (f" ({argv[:120]})" if argv else "")
