@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from ._config import (
     DEFAULT_OLLAMA_URL,
@@ -283,10 +284,15 @@ class GleitzeitClient:
         self._runs[wf.id] = run
         return run
 
-    async def _execute(self, run: Run) -> None:
+    async def _execute(self, run: Run, *, owned: bool = False) -> None:
+        lock = None if owned else self._store.run_lock(run.id)
         try:
+            if lock is not None:  # one process at a time runs a workflow
+                await anyio.to_thread.run_sync(lock.acquire)
             await self._engine.execute(run)
         finally:
+            if lock is not None:
+                lock.release()
             self._runs.pop(run.id, None)
             self._finished[run.id] = run
             # A store without task state (memory) relies on the runs kept here.
@@ -430,7 +436,8 @@ class GleitzeitClient:
 
         Raises:
             WorkflowError: WORKFLOW_NOT_FOUND; WORKFLOW_INVALID_STATE if it is
-                running in this client; otherwise as :meth:`run_workflow`.
+                running in this client or in another live process (the error's
+                data names that ``owner``); otherwise as :meth:`run_workflow`.
         """
         self._check_open()
         if workflow_id in self._runs:
@@ -440,21 +447,30 @@ class GleitzeitClient:
                 ErrorCode.WORKFLOW_INVALID_STATE,
                 {"workflow_id": workflow_id},
             )
-        previous = self._finished.get(workflow_id)
-        if previous is not None:  # finished in this client: its state is the freshest
-            workflow, completed, created = (
-                previous.workflow,
-                previous.results,
-                previous.created_at,
-            )
-        else:
-            stored = await self._stored(workflow_id)
-            workflow, completed, created = stored.workflow, stored.results, stored.created_at
-        await self.providers.prepare(workflow)
-        run = self._engine.prepare(workflow, completed=completed)
-        run.created_at = created or time.time()
-        self._runs[workflow_id] = run
-        await self._execute(run)
+        # Take the run before reading its state, so that a second process
+        # resuming it at the same time is refused instead of running it twice.
+        lock = self._store.run_lock(workflow_id)
+        if lock is not None:
+            await anyio.to_thread.run_sync(lock.acquire)
+        try:
+            previous = self._finished.get(workflow_id)
+            if previous is not None:  # finished in this client: its state is the freshest
+                workflow, completed, created = (
+                    previous.workflow,
+                    previous.results,
+                    previous.created_at,
+                )
+            else:
+                stored = await self._stored(workflow_id)
+                workflow, completed, created = stored.workflow, stored.results, stored.created_at
+            await self.providers.prepare(workflow)
+            run = self._engine.prepare(workflow, completed=completed)
+            run.created_at = created or time.time()
+            self._runs[workflow_id] = run
+            await self._execute(run, owned=True)
+        finally:
+            if lock is not None:
+                lock.release()
         return run.raise_for_status()
 
     async def list_workflows(self, limit: int = 20) -> list[Workflow]:

@@ -173,7 +173,8 @@ class SyncGleitzeitClient(SyncClientBase):
 
         Raises:
             WorkflowError: WORKFLOW_NOT_FOUND; WORKFLOW_INVALID_STATE if it is
-                running in this client; otherwise as :meth:`run_workflow`.
+                running in this client or in another live process (the error's
+                data names that ``owner``); otherwise as :meth:`run_workflow`.
         """
         return self._call(lambda: self._client.resume_workflow(workflow_id=workflow_id))
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..core._events import Event
+    from ._owner import RunLock
 
 __all__ = ["Store", "StoredRun", "apply_event"]
 
@@ -47,3 +48,9 @@ class Store(Protocol):
 
     async def list_runs(self, limit: int) -> list[StoredRun]:
         """The most recently submitted workflows, newest first."""
+
+    def run_lock(self, workflow_id: str) -> RunLock | None:
+        """The lock that makes one process at a time run this workflow.
+
+        None for stores that no other process can open at the same time.
+        """

@@ -247,6 +247,10 @@ class JournalStore:
         await anyio.lowlevel.checkpoint()
         return self._runs.get(workflow_id)
 
+    def run_lock(self, workflow_id: str) -> None:
+        """None: no other process can open this store while this one has it."""
+        return None
+
     async def list_runs(self, limit: int) -> list[StoredRun]:
         """Newest first."""
         await anyio.lowlevel.checkpoint()

@@ -26,6 +26,7 @@ from .._serde import structure_workflow, unstructure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
+from ._owner import RunLock
 from ._state import STATUS_OF_EVENT, StoredRun
 
 if TYPE_CHECKING:
@@ -326,6 +327,10 @@ class SqliteStore:
             elif task_status == "failed" and task_error:
                 run.errors[task_id] = json.loads(task_error)
         return run
+
+    def run_lock(self, workflow_id: str) -> RunLock:
+        """A lock file under ``<db>-owners/``: one process runs a workflow at a time."""
+        return RunLock(self.path.with_name(self.path.name + "-owners"), workflow_id)
 
     async def list_runs(self, limit: int) -> list[StoredRun]:
         """The newest workflows first."""
