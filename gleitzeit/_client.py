@@ -7,7 +7,7 @@ import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -54,8 +54,6 @@ __all__ = ["GleitzeitClient"]
 
 log = logging.getLogger("gleitzeit.client")
 
-_KEEP_FINISHED: Final = 64
-
 
 class GleitzeitClient:
     """Runs workflows in this process. Use it as ``async with GleitzeitClient() as c:``.
@@ -92,6 +90,9 @@ class GleitzeitClient:
             first use and stops with the client. Needs ``gleitzeit[mcp]``.
         providers: Extra providers (see :mod:`gleitzeit.providers`), registered
             after the built-in ones; their methods may not clash with others'.
+        max_finished_runs: Most finished runs kept in memory (oldest dropped
+            first), so a long-lived client stays bounded. Durable stores still
+            answer for older runs; on the memory store they are forgotten.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -114,6 +115,7 @@ class GleitzeitClient:
         on_event: Callable[[Sequence[Event]], None] | None = None,
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
         providers: Iterable[Provider] = (),
+        max_finished_runs: int = 1000,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -132,6 +134,12 @@ class GleitzeitClient:
         self.ollama_url = resolve_option(ollama_url, "GLEITZEIT_OLLAMA_URL") or str(ollama_url)
         self.debug = debug
         self.isolation = check_choice("isolation", isolation, ISOLATION_MODES)
+        if max_finished_runs < 1:
+            raise ConfigurationError(
+                f"max_finished_runs must be at least 1, not {max_finished_runs}.",
+                data={"option": "max_finished_runs", "value": max_finished_runs},
+            )
+        self.max_finished_runs = max_finished_runs
         if max_concurrent < 1:
             raise ConfigurationError(
                 f"max_concurrent must be at least 1, not {max_concurrent}.",
@@ -170,7 +178,7 @@ class GleitzeitClient:
         if self.persistence == "memory":
             from ._stores.memory import MemoryStore
 
-            return MemoryStore()
+            return MemoryStore(max_finished=self.max_finished_runs)
         if self.persistence == "redis":
             raise ConfigurationError(
                 "persistence='redis' is not available in this version of gleitzeit; use "
@@ -258,10 +266,14 @@ class GleitzeitClient:
         wf = await self._load(workflow)
         if wf.is_batch:
             raise WorkflowError(
-                f"Workflow {wf.name!r} is a batch document; batch processing is not "
-                "available in this version.",
+                f"Workflow {wf.name!r} is a batch document (type: batch), which this "
+                "version cannot run yet; list one task per file in a regular workflow "
+                "instead.",
                 ErrorCode.METHOD_NOT_SUPPORTED,
-                {"workflow_id": wf.id},
+                {
+                    "workflow_id": wf.id,
+                    "hint": "Write one task per file, or run the files one by one.",
+                },
             )
         if wf.id in self._runs:
             raise WorkflowError(
@@ -295,9 +307,8 @@ class GleitzeitClient:
                 lock.release()
             self._runs.pop(run.id, None)
             self._finished[run.id] = run
-            # A store without task state (memory) relies on the runs kept here.
-            limit = _KEEP_FINISHED if self._store.task_events else None
-            while limit is not None and len(self._finished) > limit:
+            # Bounded on every store; durable stores still answer for older runs.
+            while len(self._finished) > self.max_finished_runs:
                 self._finished.popitem(last=False)
 
     async def _load(self, workflow: WorkflowSource) -> Workflow:

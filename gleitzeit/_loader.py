@@ -166,9 +166,26 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = str(p)
     suffix = p.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
-        problems.add(
-            f"unsupported file type {p.suffix or '(none)'!r}; use a .yaml, .yml or .json file"
-        )
+        text_given = isinstance(path, str) and ("\n" in path or path.lstrip()[:1] in ("{", "-"))
+        if text_given:
+            problems.add(
+                "this looks like workflow text, not a file path; pass a path to a "
+                ".yaml/.json file, or parse the text first (yaml.safe_load) and pass the dict"
+            )
+        elif p.is_dir():
+            problems.add(
+                f"{p} is a directory, not a workflow file; pass the path of a .yaml, "
+                ".yml or .json file inside it (for a folder of inputs, use a batch)"
+            )
+        elif not p.exists():
+            problems.add(
+                f"file not found: {p.resolve()}; check the path (relative paths start at "
+                f"{Path.cwd()}); workflow files end in .yaml, .yml or .json"
+            )
+        else:
+            problems.add(
+                f"unsupported file type {p.suffix or '(none)'!r}; use a .yaml, .yml or .json file"
+            )
         problems.raise_if_any(None, source)
     try:
         text = p.read_text(encoding="utf-8")

@@ -57,6 +57,9 @@ class SyncGleitzeitClient(SyncClientBase):
             first use and stops with the client. Needs ``gleitzeit[mcp]``.
         providers: Extra providers (see :mod:`gleitzeit.providers`), registered
             after the built-in ones; their methods may not clash with others'.
+        max_finished_runs: Most finished runs kept in memory (oldest dropped
+            first), so a long-lived client stays bounded. Durable stores still
+            answer for older runs; on the memory store they are forgotten.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -79,6 +82,7 @@ class SyncGleitzeitClient(SyncClientBase):
         on_event: Callable[[Sequence[Event]], None] | None = None,
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
         providers: Iterable[Provider] = (),
+        max_finished_runs: int = 1000,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -94,6 +98,7 @@ class SyncGleitzeitClient(SyncClientBase):
             on_event=on_event,
             mcp_servers=mcp_servers,
             providers=providers,
+            max_finished_runs=max_finished_runs,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

@@ -144,3 +144,55 @@ async def test_interrupts_and_exits_in_task_code_are_task_errors(
     assert info.value.data["error_type"] == error_type
     assert info.value.data["results"]["ok"]["success"] is True  # sys.exit(0) is success
     assert status
+
+
+def test_paths_that_are_not_workflow_files_say_what_they_are(tmp_path: Path) -> None:
+    from gleitzeit import load_workflow
+
+    cases = {
+        str(tmp_path): "is a directory",
+        "name: x\ntasks: []\n": "looks like workflow text",
+        str(tmp_path / "missing"): "file not found",
+    }
+    for given, expected in cases.items():
+        with pytest.raises(WorkflowError) as info:
+            load_workflow(given)
+        assert expected in str(info.value), given
+        assert "(none)" not in str(info.value)
+
+
+async def test_a_batch_document_is_refused_with_a_fitting_hint(tmp_path: Path) -> None:
+    doc = {
+        "name": "b",
+        "type": "batch",
+        "batch": {"directory": str(tmp_path), "pattern": "*.txt"},
+        "template": {"method": "llm/chat", "prompt": "Summarize"},
+    }
+    async with GleitzeitClient(persistence="memory") as client:
+        with pytest.raises(WorkflowError) as info:
+            await client.run_workflow(doc)
+    assert info.value.code is ErrorCode.METHOD_NOT_SUPPORTED
+    assert "method the provider supports" not in str(info.value)
+    assert "one task per file" in str(info.value)
+
+
+async def test_a_long_lived_client_keeps_a_bounded_number_of_finished_runs() -> None:
+    task = {"name": "t", "method": "python/execute", "params": {"code": "result = 1"}}
+    async with GleitzeitClient(
+        persistence="memory", isolation="inline", max_finished_runs=5
+    ) as client:
+        ids = []
+        for _ in range(12):
+            wf = await client.run_workflow_async(_workflow(task))
+            await client.wait_for_workflow(wf.id)
+            ids.append(wf.id)
+        assert len(client._finished) == 5
+        assert await client.get_workflow_status(ids[-1]) is not None
+        assert await client.get_workflow_status(ids[0]) is None  # forgotten on memory
+
+
+def test_max_finished_runs_must_be_positive() -> None:
+    from gleitzeit.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        GleitzeitClient(persistence="memory", max_finished_runs=0)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
+from ..core._events import EventKind
 from ._state import StoredRun, apply_event
 
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ class MemoryStore:
     ordered = False
     task_events = False
 
-    def __init__(self) -> None:
+    def __init__(self, max_finished: int | None = None) -> None:
+        """``max_finished``: most finished workflows kept (oldest dropped first)."""
         self._runs: dict[str, StoredRun] = {}
+        self._max_finished = max_finished
+        self._finished: dict[str, None] = {}  # finished ids, oldest first
 
     def __repr__(self) -> str:
         return f"<MemoryStore workflows={len(self._runs)}>"
@@ -48,6 +52,14 @@ class MemoryStore:
         runs = self._runs
         for event in events:
             apply_event(runs, event)
+            if event.kind is EventKind.WORKFLOW_FINISHED and self._max_finished is not None:
+                finished = self._finished
+                finished.pop(event.workflow_id, None)
+                finished[event.workflow_id] = None
+                while len(finished) > self._max_finished:
+                    oldest = next(iter(finished))
+                    del finished[oldest]
+                    runs.pop(oldest, None)
         await anyio.lowlevel.checkpoint()
 
     async def load(self, workflow_id: str) -> StoredRun | None:

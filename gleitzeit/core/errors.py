@@ -157,7 +157,9 @@ class GleitzeitError(Exception):
 
     def __str__(self) -> str:
         text = f"[{self.code.name} {int(self.code)}] {self.message}"
-        hint = self.code.hint
+        # A hint in the data is specific to this error and beats the code's.
+        given = self.data.get("hint")
+        hint = given if isinstance(given, str) and given else self.code.hint
         if hint and hint not in self.message:
             text += f" (What to do: {hint})"
         return text
