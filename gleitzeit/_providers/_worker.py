@@ -10,10 +10,32 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
+
+#: How often the lifeline checks that the engine is still this worker's parent.
+_LIFELINE_INTERVAL = 0.2
+
+
+def _lifeline(parent: int) -> None:
+    """Kill this worker's whole process group once the engine is gone.
+
+    The engine may die without a word (``kill -9``, the OOM killer); the
+    worker is then re-parented, which this daemon thread notices even while
+    the main thread is stuck in a task's busy loop. The group holds the
+    worker and everything its tasks started (the worker leads a session).
+    """
+    while os.getppid() == parent:
+        time.sleep(_LIFELINE_INTERVAL)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def main() -> None:
     """Serve requests until stdin closes."""
+    threading.Thread(
+        target=_lifeline, args=(os.getppid(),), name="gleitzeit-lifeline", daemon=True
+    ).start()
     requests = os.fdopen(os.dup(0), "rb")
     responses = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDWR)

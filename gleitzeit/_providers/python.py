@@ -16,10 +16,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..core._methods import MethodSpec
@@ -59,6 +61,27 @@ PYTHON_SPECS: Final = (
 _MAX_LINE: Final = 1 << 30  # a response line may be up to 1 GiB
 #: The folder holding the gleitzeit package, so workers import this very copy.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` exists in a state other than zombie."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: trust the kill
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def resolve_path(path: str, source_dir: str | None) -> Path:
@@ -126,6 +149,15 @@ class _Worker:
                 self.process.kill()
             await self.process.wait()
             await self.process.aclose()
+            # SIGKILL is delivered asynchronously: return only once no member
+            # of the group is left in any state but zombie (orphaned zombies
+            # are never reaped here, so killpg(pgid, 0) is no test of death).
+            deadline = time.monotonic() + 10
+            while await anyio.to_thread.run_sync(_group_alive, self.process.pid):
+                if time.monotonic() > deadline:  # pragma: no cover - a stuck kernel
+                    log.warning("worker group %d still alive 10 s after SIGKILL", self.pid)
+                    break
+                await anyio.sleep(0.005)
 
     async def close(self) -> None:
         """Ask the worker to exit (stdin EOF); kill it if it does not."""
