@@ -76,7 +76,10 @@ class GleitzeitClient:
         isolation: Where ``python/execute`` code runs: ``"process"`` (warm worker
             processes, killable on timeout) or ``"inline"`` (this process: fast,
             for trusted code; a timeout cannot interrupt a busy loop there).
-        workers: Python worker processes (default: the number of CPUs).
+        workers: Most python worker processes at once (default None: as many as
+            tasks in flight, so I/O-bound scripts are not held to the CPU count;
+            idle workers are retired after a minute, one kept warm; about
+            15 MB each).
         ollama_max_in_flight: Most requests in flight to the Ollama host at
             once; more wait here rather than in Ollama's queue.
         on_event: Called (in the event loop; keep it quick) with each batch
@@ -146,6 +149,12 @@ class GleitzeitClient:
                 data={"option": "max_concurrent", "value": max_concurrent},
             )
         self.max_concurrent = max_concurrent
+        if workers is not None and workers < 1:
+            raise ConfigurationError(
+                f"workers must be at least 1, not {workers}; leave it None to grow the "
+                "pool with the tasks in flight.",
+                data={"option": "workers", "value": workers},
+            )
         self._python = PythonProvider(workers)
         self._ollama = OllamaProvider(self.ollama_url, max_in_flight=ollama_max_in_flight)
         self._store = self._make_store()

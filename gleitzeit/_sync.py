@@ -43,7 +43,10 @@ class SyncGleitzeitClient(SyncClientBase):
         isolation: Where ``python/execute`` code runs: ``"process"`` (warm worker
             processes, killable on timeout) or ``"inline"`` (this process: fast,
             for trusted code; a timeout cannot interrupt a busy loop there).
-        workers: Python worker processes (default: the number of CPUs).
+        workers: Most python worker processes at once (default None: as many as
+            tasks in flight, so I/O-bound scripts are not held to the CPU count;
+            idle workers are retired after a minute, one kept warm; about
+            15 MB each).
         ollama_max_in_flight: Most requests in flight to the Ollama host at
             once; more wait here rather than in Ollama's queue.
         on_event: Called (in the event loop; keep it quick) with each batch

@@ -174,16 +174,26 @@ class _Worker:
                     await self.process.aclose()
 
 
+#: A worker idle this long is retired (the pool keeps one warm).
+IDLE_RETIRE_SECONDS: Final = 60.0
+
+
 class WorkerPool:
-    """A bounded pool of warm python worker processes.
+    """A pool of warm python worker processes.
+
+    By default it grows on demand, up to the tasks in flight (which the
+    client's ``max_concurrent`` bounds), so I/O-bound scripts are not limited
+    by the CPU count; workers idle for :data:`IDLE_RETIRE_SECONDS` are retired
+    (one is kept warm). Each idle worker costs about 15 MB of memory.
 
     Args:
-        size: Most workers alive at once (default: the number of CPUs).
+        size: Most workers alive at once (default None: no cap of its own).
     """
 
     def __init__(self, size: int | None = None) -> None:
-        self.size = max(1, size or os.cpu_count() or 1)
+        self.size = size
         self._idle: list[_Worker] = []
+        self._idle_since: dict[_Worker, float] = {}
         # anyio primitives bind to the event loop that exists when they are made,
         # and a pool may be built in one thread and used in another: make it lazily.
         self._slots: anyio.Semaphore | None = None
@@ -191,7 +201,8 @@ class WorkerPool:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<WorkerPool size={self.size} alive={len(self._all)} idle={len(self._idle)}>"
+        cap = "on demand" if self.size is None else self.size
+        return f"<WorkerPool size={cap} alive={len(self._all)} idle={len(self._idle)}>"
 
     @property
     def pids(self) -> list[int]:
@@ -237,6 +248,7 @@ class WorkerPool:
 
     async def _discard(self, worker: _Worker) -> None:
         self._all.discard(worker)
+        self._idle_since.pop(worker, None)
         await worker.kill()
 
     async def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -248,35 +260,58 @@ class WorkerPool:
                 {"provider_id": "python"},
             )
         payload = json.dumps(request).encode() + b"\n"
+        if self.size is None:
+            return await self._run(payload)
         if self._slots is None:
             self._slots = anyio.Semaphore(self.size)
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
-            try:
-                response = await worker.request(payload)
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+            return await self._run(payload)
+
+    async def _run(self, payload: bytes) -> dict[str, Any]:
+        if self._idle:
+            worker = self._idle.pop()  # the most recently used: warmest
+            self._idle_since.pop(worker, None)
+        else:
+            worker = await self._spawn()
+        try:
+            response = await worker.request(payload)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+            code = worker.process.returncode
+            await self._discard(worker)
+            if code is None:
                 code = worker.process.returncode
-                await self._discard(worker)
-                if code is None:
-                    code = worker.process.returncode
-                return {
-                    "success": False,
-                    "error_type": "WorkerExited",
-                    "message": f"the worker process exited with code {code} while running "
-                    "the code (os._exit, a crash or a signal)",
-                    "exit_code": code,
-                    "traceback": "",
-                    "stdout": "",
-                    "stderr": "",
-                }
-            except BaseException:
-                # Cancelled (a timeout or cancel_workflow) mid-request: the worker's
-                # state is unknown, so it goes.
-                log.debug("killing python worker pid %d", worker.pid)
-                await self._discard(worker)
-                raise
-            self._idle.append(worker)
-            return response
+            return {
+                "success": False,
+                "error_type": "WorkerExited",
+                "message": f"the worker process exited with code {code} while running "
+                "the code (os._exit, a crash or a signal)",
+                "exit_code": code,
+                "traceback": "",
+                "stdout": "",
+                "stderr": "",
+            }
+        except BaseException:
+            # Cancelled (a timeout or cancel_workflow) mid-request: the worker's
+            # state is unknown, so it goes.
+            log.debug("killing python worker pid %d", worker.pid)
+            await self._discard(worker)
+            raise
+        now = time.monotonic()
+        self._idle.append(worker)
+        self._idle_since[worker] = now
+        await self._retire_idle(now)
+        return response
+
+    async def _retire_idle(self, now: float) -> None:
+        """Stop workers idle for longer than IDLE_RETIRE_SECONDS, keeping one."""
+        while len(self._idle) > 1:
+            oldest = self._idle[0]  # the list is in order of last use
+            if now - self._idle_since.get(oldest, now) < IDLE_RETIRE_SECONDS:
+                break
+            self._idle.pop(0)
+            self._idle_since.pop(oldest, None)
+            log.debug("retiring idle python worker pid %d", oldest.pid)
+            await self._discard(oldest)
 
     async def aclose(self) -> None:
         """Stop every worker; waits for them to exit."""
@@ -292,7 +327,8 @@ class PythonProvider(BaseProvider):
     """Runs ``python/execute`` calls.
 
     Args:
-        workers: Size of the worker pool (default: the number of CPUs).
+        workers: Most worker processes at once (default None: as many as tasks
+            in flight; idle ones are retired after a minute).
     """
 
     provider_id = "python"
@@ -313,7 +349,7 @@ class PythonProvider(BaseProvider):
         return {
             "provider_id": self.provider_id,
             "reachable": True,
-            "workers": self.pool.size,
+            "workers": self.pool.size if self.pool.size is not None else "on demand",
             "alive": len(self.pool.pids),
         }
 
