@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gleitzeit.testing import FakeOllama
+from gleitzeit.testing import FakeOllama, RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,3 +63,20 @@ def ollama(ollama_server: FakeOllama) -> Iterator[FakeOllama]:
     yield ollama_server
     ollama_server.reset()
     ollama_server.latency = ollama_server.chunk_delay = ollama_server.load_delay = 0.0
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server on a free loopback port for the whole session."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session's redis-server URL, its database emptied after the test."""
+    yield redis_server.url
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as conn:
+        conn.flushdb()
