@@ -603,6 +603,31 @@ class GleitzeitClient:
         call = Call(method=method, task_id=method.removeprefix("llm/"), params=params)
         return str((await self._engine.run_call(call))["response"])
 
+    async def list_providers(self) -> list[dict[str, Any]]:
+        """Every provider and the methods it serves, in registration order.
+
+        Returns:
+            One dict per provider: ``provider_id`` and ``methods``, a list of
+            ``{"name", "description", "params"}`` where ``params`` lists the
+            accepted parameter names (None: the provider checks them itself).
+        """
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return [
+            {
+                "provider_id": provider.provider_id,
+                "methods": [
+                    {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "params": None if spec.params is None else sorted(spec.params),
+                    }
+                    for spec in provider.specs
+                ],
+            }
+            for provider in self.providers
+        ]
+
     async def provider_health(self) -> list[dict[str, Any]]:
         """Each provider's health, in registration order: ``provider_id``,
         ``reachable`` and what else it reports (Ollama: version and models;

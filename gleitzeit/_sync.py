@@ -247,6 +247,16 @@ class SyncGleitzeitClient(SyncClientBase):
             lambda: self._client.vision(image_path=image_path, prompt=prompt, model=model)
         )
 
+    def list_providers(self) -> list[dict[str, Any]]:
+        """Every provider and the methods it serves, in registration order.
+
+        Returns:
+            One dict per provider: ``provider_id`` and ``methods``, a list of
+            ``{"name", "description", "params"}`` where ``params`` lists the
+            accepted parameter names (None: the provider checks them itself).
+        """
+        return self._call(lambda: self._client.list_providers())
+
     def provider_health(self) -> list[dict[str, Any]]:
         """Each provider's health, in registration order: ``provider_id``,
         ``reachable`` and what else it reports (Ollama: version and models;

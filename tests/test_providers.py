@@ -162,6 +162,22 @@ def test_load_workflow_without_a_client_knows_only_the_builtins() -> None:
     }
 
 
+async def test_list_providers_names_each_method_and_its_params() -> None:
+    """list_providers() gives every provider in registration order with its methods,
+    their descriptions and accepted parameter names (None: the provider checks them)."""
+    client, _ = demo_client()
+    async with client:
+        listing = await client.list_providers()
+    ids = [entry["provider_id"] for entry in listing]
+    assert ids[0] == "python"
+    assert ids[-1] == "demo"
+    demo = {m["name"]: m for m in listing[-1]["methods"]}
+    assert demo["demo/upper"]["params"] == ["text"]
+    assert demo["demo/echo/*"]["params"] is None
+    python = {m["name"] for m in listing[0]["methods"]}
+    assert "python/execute" in python
+
+
 def test_sync_client_takes_custom_providers() -> None:
     """The blocking twin accepts `providers=` too, and a clash is a ConfigurationError."""
     from gleitzeit import SyncGleitzeitClient

@@ -12,7 +12,7 @@ import json
 import sys
 import traceback
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -29,6 +29,8 @@ from gleitzeit.core.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -153,6 +155,41 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+def _call(state: _State, fn: Callable[[Any], T], **client_options: Any) -> T:
+    """Open a client from the global options, return ``fn(client)``.
+
+    Any error ends the command: one line on stderr and its exit code.
+    """
+    with _errors(state), state.client(**client_options) as client:
+        return fn(client)
+
+
+def _show(data: T, as_json: bool, render: Callable[[T], None]) -> None:
+    """Print ``data`` as one JSON document (``--json``) or with ``render``."""
+    if as_json:
+        _print_json(data)
+    else:
+        render(data)
+
+
+def _render_results(results: dict[str, Any]) -> None:
+    for task_id, result in results.items():
+        click.echo(f"{task_id}: {json.dumps(result, default=str, ensure_ascii=False)}")
+
+
+def _render_fields(info: dict[str, Any]) -> None:
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+def _not_found(workflow_id: str) -> WorkflowError:
+    return WorkflowError(
+        f"no workflow {workflow_id!r} in this store; 'gleitzeit workflow list' shows them",
+        code=ErrorCode.WORKFLOW_NOT_FOUND,
+        data={"workflow_id": workflow_id},
+    )
+
+
 def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
@@ -209,13 +246,7 @@ def _workflow_dict(wf: Any) -> dict[str, Any]:
 @click.pass_obj
 def run(state: _State, file: str, as_json: bool) -> None:
     """Run the workflow in FILE to its end and print every task's result."""
-    with _errors(state), state.client() as client:
-        results = client.run_workflow(file)
-    if as_json:
-        _print_json(results)
-        return
-    for task_id, result in results.items():
-        click.echo(f"{task_id}: {json.dumps(result, default=str, ensure_ascii=False)}")
+    _show(_call(state, lambda c: c.run_workflow(file)), as_json, _render_results)
 
 
 @cli.command()
@@ -314,20 +345,14 @@ def workflow() -> None:
 @click.pass_obj
 def workflow_status(state: _State, workflow_id: str, as_json: bool) -> None:
     """Show a workflow's status and task counts."""
-    with _errors(state), state.client() as client:
+
+    def status(client: Any) -> Any:
         wf = client.get_workflow_status(workflow_id)
         if wf is None:
-            raise WorkflowError(
-                f"no workflow {workflow_id!r} in this store; 'gleitzeit workflow list' shows them",
-                code=ErrorCode.WORKFLOW_NOT_FOUND,
-                data={"workflow_id": workflow_id},
-            )
-    info = _workflow_dict(wf)
-    if as_json:
-        _print_json(info)
-        return
-    for key, value in info.items():
-        click.echo(f"{key}: {value}")
+            raise _not_found(workflow_id)
+        return wf
+
+    _show(_workflow_dict(_call(state, status)), as_json, _render_fields)
 
 
 @workflow.command("list")
@@ -336,12 +361,11 @@ def workflow_status(state: _State, workflow_id: str, as_json: bool) -> None:
 @click.pass_obj
 def workflow_list(state: _State, limit: int, as_json: bool) -> None:
     """List stored workflows, newest first."""
-    with _errors(state), state.client() as client:
-        wfs = client.list_workflows(limit=limit)
-    infos = [_workflow_dict(wf) for wf in wfs]
-    if as_json:
-        _print_json(infos)
-        return
+    wfs = _call(state, lambda c: c.list_workflows(limit=limit))
+    _show([_workflow_dict(wf) for wf in wfs], as_json, _render_workflows)
+
+
+def _render_workflows(infos: list[dict[str, Any]]) -> None:
     if not infos:
         click.echo("no workflows", err=True)
     for info in infos:
@@ -357,13 +381,7 @@ def workflow_list(state: _State, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def workflow_resume(state: _State, workflow_id: str, as_json: bool) -> None:
     """Run a stored workflow's unfinished tasks and print every result."""
-    with _errors(state), state.client() as client:
-        results = client.resume_workflow(workflow_id)
-    if as_json:
-        _print_json(results)
-        return
-    for task_id, result in results.items():
-        click.echo(f"{task_id}: {json.dumps(result, default=str, ensure_ascii=False)}")
+    _show(_call(state, lambda c: c.resume_workflow(workflow_id)), as_json, _render_results)
 
 
 @workflow.command("cancel")
@@ -372,12 +390,12 @@ def workflow_resume(state: _State, workflow_id: str, as_json: bool) -> None:
 @click.pass_obj
 def workflow_cancel(state: _State, workflow_id: str, as_json: bool) -> None:
     """Cancel a workflow."""
-    with _errors(state), state.client() as client:
-        cancelled = client.cancel_workflow(workflow_id)
-    if as_json:
-        _print_json({"workflow_id": workflow_id, "cancelled": cancelled})
-    else:
-        click.echo(f"{workflow_id}: {'cancelled' if cancelled else 'not running'}")
+    cancelled = _call(state, lambda c: c.cancel_workflow(workflow_id))
+    _show(
+        {"workflow_id": workflow_id, "cancelled": cancelled},
+        as_json,
+        lambda info: click.echo(f"{workflow_id}: {'cancelled' if cancelled else 'not running'}"),
+    )
 
 
 @cli.group()
@@ -391,15 +409,18 @@ def task() -> None:
 @click.pass_obj
 def task_result(state: _State, workflow_id: str, task_id: str) -> None:
     """Print one task's result as JSON."""
-    with _errors(state), state.client() as client:
-        result = client.get_task_result(workflow_id, task_id)
-        if result is None:
+
+    def result(client: Any) -> Any:
+        found = client.get_task_result(workflow_id, task_id)
+        if found is None:
             raise WorkflowError(
                 f"task {task_id!r} of workflow {workflow_id!r} has no result yet",
                 code=ErrorCode.WORKFLOW_NOT_FOUND,
                 data={"workflow_id": workflow_id, "task_id": task_id},
             )
-    _print_json(result)
+        return found
+
+    _print_json(_call(state, result))
 
 
 @cli.command("exec")
@@ -408,12 +429,7 @@ def task_result(state: _State, workflow_id: str, task_id: str) -> None:
 @click.pass_obj
 def exec_(state: _State, code: str, as_json: bool) -> None:
     """Run a snippet of Python CODE in a worker and print its result."""
-    with _errors(state), state.client() as client:
-        result = client.execute_python(code)
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(json.dumps(result, default=str, ensure_ascii=False, indent=2))
+    _show(_call(state, lambda c: c.execute_python(code)), as_json, _print_json)
 
 
 @cli.group()
@@ -426,20 +442,10 @@ def provider() -> None:
 @click.pass_obj
 def provider_list(state: _State, as_json: bool) -> None:
     """List the providers and the methods each one serves."""
-    with _errors(state):
-        registry = state.client()._client.providers
-        listing = [
-            {
-                "provider_id": p.provider_id,
-                "methods": [
-                    {"name": spec.name, "description": spec.description} for spec in p.specs
-                ],
-            }
-            for p in registry
-        ]
-    if as_json:
-        _print_json(listing)
-        return
+    _show(_call(state, lambda c: c.list_providers()), as_json, _render_providers)
+
+
+def _render_providers(listing: list[dict[str, Any]]) -> None:
     for entry in listing:
         click.echo(entry["provider_id"])
         for method in entry["methods"]:
@@ -451,15 +457,15 @@ def provider_list(state: _State, as_json: bool) -> None:
 @click.pass_obj
 def provider_health(state: _State, as_json: bool) -> None:
     """Check each provider's health; exit 5 if one is unreachable."""
-    with _errors(state), state.client() as client:
-        health = client.provider_health()
-    if as_json:
-        _print_json(health)
-    else:
-        for entry in health:
-            click.echo("  ".join(f"{k}={v}" for k, v in entry.items()))
+    health = _call(state, lambda c: c.provider_health())
+    _show(health, as_json, _render_health)
     if any(entry.get("reachable") is False for entry in health):
         sys.exit(EXIT_PROVIDER)
+
+
+def _render_health(health: list[dict[str, Any]]) -> None:
+    for entry in health:
+        click.echo("  ".join(f"{k}={v}" for k, v in entry.items()))
 
 
 @cli.group()
@@ -474,18 +480,13 @@ def system_status(state: _State, as_json: bool) -> None:
     """Show version, store and how many workflows it holds."""
     import gleitzeit
 
-    with _errors(state), state.client() as client:
-        wfs = client.list_workflows(limit=1000)
+    wfs = _call(state, lambda c: c.list_workflows(limit=1000))
     info = {
         "version": getattr(gleitzeit, "__version__", "unknown"),
         "options": state.options,
         "workflows": len(wfs),
     }
-    if as_json:
-        _print_json(info)
-    else:
-        for key, value in info.items():
-            click.echo(f"{key}: {value}")
+    _show(info, as_json, _render_fields)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
