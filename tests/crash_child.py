@@ -52,4 +52,5 @@ async def main(persistence: str, db_path: str, side_file: str) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:4])
+    persistence, db_path, side_file = sys.argv[1:4]
+    trio.run(main, persistence, db_path, side_file)

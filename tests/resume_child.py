@@ -50,4 +50,5 @@ async def main(db_path: str, go_file: str) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:3])
+    persistence, db_path = sys.argv[1:3]
+    trio.run(main, persistence, db_path)

@@ -103,7 +103,12 @@ async def test_failing_code_is_task_execution_failed(code: str, kind: str) -> No
 async def test_execute_python_input_errors(tmp_path: Path) -> None:
     """Both or neither of code/file, or a missing file: TASK_VALIDATION_FAILED."""
     async with client() as c:
-        for kwargs in ({}, {"code": "1", "file": "x.py"}, {"file": str(tmp_path / "no.py")}):
+        cases: list[dict[str, Any]] = [
+            {},
+            {"code": "1", "file": "x.py"},
+            {"file": str(tmp_path / "no.py")},
+        ]
+        for kwargs in cases:
             with pytest.raises(TaskError) as info:
                 await c.execute_python(**kwargs)
             assert info.value.code == ErrorCode.TASK_VALIDATION_FAILED

@@ -27,7 +27,7 @@ ROOT = Path(__file__).parents[1]
 def _uninterrupted_results(side_file: Path) -> dict[str, object]:
     import trio
 
-    async def main() -> dict[str, object]:
+    async def main() -> dict[str, dict[str, object]]:
         async with GleitzeitClient(persistence="memory", isolation="inline") as c:
             return await c.run_workflow(crash_workflow(str(side_file)))
 
@@ -91,7 +91,7 @@ def test_sigkill_then_resume_loses_nothing(
 
     import trio
 
-    async def resume() -> dict[str, object]:
+    async def resume() -> dict[str, dict[str, object]]:
         async with GleitzeitClient(
             persistence=persistence, db_path=db_path, isolation="inline"
         ) as c:

@@ -31,14 +31,14 @@ ALL_CLASSES = [
 
 def test_codes_keep_the_earlier_numbers() -> None:
     """ErrorCode keeps the earlier system's names and numbers."""
-    assert ErrorCode.WORKFLOW_VALIDATION_FAILED == -28001
-    assert ErrorCode.WORKFLOW_TIMEOUT == -28004
-    assert ErrorCode.WORKFLOW_CIRCULAR_DEPENDENCY == -28006
-    assert ErrorCode.TASK_TIMEOUT == -29003
-    assert ErrorCode.TASK_PARAMETER_ERROR == -29006
-    assert ErrorCode.PROVIDER_NOT_AVAILABLE == -30003
-    assert ErrorCode.PERSISTENCE_INTEGRITY_ERROR == -26005
-    assert ErrorCode.PARSE_ERROR == -32700
+    assert ErrorCode.WORKFLOW_VALIDATION_FAILED.value == -28001
+    assert ErrorCode.WORKFLOW_TIMEOUT.value == -28004
+    assert ErrorCode.WORKFLOW_CIRCULAR_DEPENDENCY.value == -28006
+    assert ErrorCode.TASK_TIMEOUT.value == -29003
+    assert ErrorCode.TASK_PARAMETER_ERROR.value == -29006
+    assert ErrorCode.PROVIDER_NOT_AVAILABLE.value == -30003
+    assert ErrorCode.PERSISTENCE_INTEGRITY_ERROR.value == -26005
+    assert ErrorCode.PARSE_ERROR.value == -32700
     assert len(ErrorCode) == 5 + 5 + 9 + 9 + 7 + 5 + 5 + 6
 
 

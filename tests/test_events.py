@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from gleitzeit import Event, EventKind, GleitzeitClient, SyncGleitzeitClient, TaskError
+
+Isolation = Literal["inline", "process"]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,7 +50,7 @@ def _per_task(seen: Sequence[Event]) -> dict[str, list[tuple[str, int, str | Non
 @pytest.mark.parametrize("isolation", ["inline", "process"])
 @pytest.mark.parametrize("persistence", ["memory", "journal", "sqlite"])
 async def test_every_state_change_reaches_the_listener(
-    tmp_path: Path, persistence: str, isolation: str
+    tmp_path: Path, persistence: str, isolation: Isolation
 ) -> None:
     """Submitted, started; per attempt one start and one end (skips included); finished."""
     seen: list[Event] = []

@@ -38,7 +38,7 @@ async def test_official_async_client_chat_generate_and_lists(
     streamed = [
         part async for part in await client.chat(model="llama3.2", messages=messages, stream=True)
     ]
-    assert "".join(p.message.content for p in streamed) == expected
+    assert "".join(p.message.content or "" for p in streamed) == expected
     assert streamed[-1].done
     assert streamed[-1].total_duration is not None
     assert len(streamed) > 2
@@ -87,6 +87,6 @@ def test_official_sync_client() -> None:
     with FakeOllama(chunk_delay=0.001) as server:
         client = official.Client(host=server.url)
         parts = list(client.generate(model="llama3.2", prompt="sync", stream=True))
-        assert "".join(p.response for p in parts) == FakeOllama.reply_for("llama3.2", "sync")
+        assert "".join(p.response or "" for p in parts) == FakeOllama.reply_for("llama3.2", "sync")
         assert client.ps().models == []
         client.close()

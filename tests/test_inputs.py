@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from gleitzeit import GleitzeitClient
 from gleitzeit.core.errors import ErrorCode, TaskError, WorkflowError
+
+Isolation = Literal["inline", "process"]
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,7 +25,7 @@ def _workflow(*tasks: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("with_ref", [False, True])
 @pytest.mark.parametrize("isolation", ["inline", "process"])
 async def test_escape_gives_a_literal_reference_with_or_without_real_ones(
-    with_ref: bool, isolation: str
+    with_ref: bool, isolation: Isolation
 ) -> None:
     code = "result = '$${HOME}'"
     if with_ref:
@@ -112,7 +114,7 @@ async def test_existing_relative_file_and_referenced_file_still_run(tmp_path: Pa
 
 
 @pytest.mark.parametrize("isolation", ["inline", "process"])
-async def test_scripts_read_their_inputs_as_context_args_and_globals(isolation: str) -> None:
+async def test_scripts_read_their_inputs_as_context_args_and_globals(isolation: Isolation) -> None:
     code = (
         "numbers = [int(n) for n in context.get('numbers_str').split(',')]\n"
         "result = {'sum': sum(numbers), 'same': args is context, 'glob': numbers_str}\n"
@@ -133,7 +135,7 @@ async def test_scripts_read_their_inputs_as_context_args_and_globals(isolation: 
     [("raise KeyboardInterrupt", "KeyboardInterrupt"), ("import sys; sys.exit(3)", "SystemExit")],
 )
 async def test_interrupts_and_exits_in_task_code_are_task_errors(
-    isolation: str, code: str, error_type: str
+    isolation: Isolation, code: str, error_type: str
 ) -> None:
     ok = {"name": "ok", "method": "python/execute", "params": {"code": "import sys; sys.exit(0)"}}
     bad = {"name": "bad", "method": "python/execute", "params": {"code": code}}

@@ -190,11 +190,13 @@ def test_string_literal_reference_evaluates_to_exact_text(
     expected_around: str | bytes = around.encode() if is_bytes else around
     if isinstance(node, ast.JoinedStr):  # an f-string: it must hold no expression
         assert all(isinstance(v, ast.Constant) for v in node.values)
-        value = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+        value: object = "".join(str(v.value) for v in node.values if isinstance(v, ast.Constant))
     else:
         value = ast.literal_eval(node)
-    body = text.encode("utf-8", "surrogatepass") if is_bytes else text
-    assert value == expected_around + body + expected_around
+    if isinstance(expected_around, bytes):
+        assert value == expected_around + text.encode("utf-8", "surrogatepass") + expected_around
+    else:
+        assert value == expected_around + text + expected_around
 
 
 @given(json_values)
