@@ -18,11 +18,11 @@ from ._config import (
     DEFAULT_PERSISTENCE,
     ISOLATION_MODES,
     PERSISTENCE_BACKENDS,
-    UNAVAILABLE_BACKENDS,
     check_choice,
     default_db_path,
     resolve_option,
     setup_logging,
+    unavailable_backends,
 )
 from ._engine import Engine, Run, stored_snapshot
 from ._loader import WorkflowSource, load_workflow
@@ -67,7 +67,8 @@ class GleitzeitClient:
             ``"redis"``; ``$GLEITZEIT_PERSISTENCE_BACKEND`` overrides the default.
         db_path: The sqlite or journal file (default ``~/.gleitzeit/gleitzeit.db``;
             ``$GLEITZEIT_SQLITE_PATH``).
-        redis_url: Redis URL for ``persistence="redis"`` (``$GLEITZEIT_REDIS_URL``).
+        redis_url: Redis URL for ``persistence="redis"`` (``$GLEITZEIT_REDIS_URL``;
+            default ``redis://localhost:6379/0``). Needs ``gleitzeit[redis]``.
         ollama_url: Ollama's base URL (``$GLEITZEIT_OLLAMA_URL``).
         debug: Log task starts, finishes and substitutions at DEBUG level
             (``$GLEITZEIT_LOG_LEVEL`` sets a level without it).
@@ -96,6 +97,9 @@ class GleitzeitClient:
         max_finished_runs: Most finished runs kept in memory (oldest dropped
             first), so a long-lived client stays bounded. Durable stores still
             answer for older runs; on the memory store they are forgotten.
+        redis_prefix: Every Redis key starts with ``redis_prefix:``
+            (``$GLEITZEIT_REDIS_PREFIX``); clients with different prefixes on
+            one Redis do not see each other's workflows.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -119,6 +123,7 @@ class GleitzeitClient:
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
         providers: Iterable[Provider] = (),
         max_finished_runs: int = 1000,
+        redis_prefix: str | None = None,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -127,13 +132,14 @@ class GleitzeitClient:
             backend,
             PERSISTENCE_BACKENDS,
             "GLEITZEIT_PERSISTENCE_BACKEND",
-            UNAVAILABLE_BACKENDS,
+            unavailable_backends(),
         )
         path = resolve_option(
             None if db_path is None else os.fspath(db_path), "GLEITZEIT_SQLITE_PATH"
         )
         self.db_path = path
         self.redis_url = resolve_option(redis_url, "GLEITZEIT_REDIS_URL")
+        self.redis_prefix = resolve_option(redis_prefix, "GLEITZEIT_REDIS_PREFIX") or "gleitzeit"
         self.ollama_url = resolve_option(ollama_url, "GLEITZEIT_OLLAMA_URL") or str(ollama_url)
         self.debug = debug
         self.isolation = check_choice("isolation", isolation, ISOLATION_MODES)
@@ -189,10 +195,12 @@ class GleitzeitClient:
 
             return MemoryStore(max_finished=self.max_finished_runs)
         if self.persistence == "redis":
-            raise ConfigurationError(
-                "persistence='redis' is not available in this version of gleitzeit; use "
-                "'sqlite' (shared by processes on one host), 'journal' or 'memory'.",
-                data={"option": "persistence", "value": "redis"},
+            from ._stores.redis import DEFAULT_REDIS_URL, RedisStore
+
+            return RedisStore(
+                self.redis_url or DEFAULT_REDIS_URL,
+                prefix=self.redis_prefix,
+                max_finished=self.max_finished_runs,
             )
         path = Path(self.db_path) if self.db_path else default_db_path()
         if self.persistence == "sqlite":

@@ -49,8 +49,13 @@ def resolve_option(value: str | None, env: str) -> str | None:
     return None if value is None else str(value)
 
 
-#: Why a persistence backend cannot be used here, shown beside its name.
-UNAVAILABLE_BACKENDS: Final = {"redis": "not available in this version"}
+def unavailable_backends() -> dict[str, str]:
+    """Why a persistence backend cannot be used here, shown beside its name."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return {"redis": "needs gleitzeit[redis]"}
+    return {}
 
 
 def check_choice(

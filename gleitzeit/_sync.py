@@ -34,7 +34,8 @@ class SyncGleitzeitClient(SyncClientBase):
             ``"redis"``; ``$GLEITZEIT_PERSISTENCE_BACKEND`` overrides the default.
         db_path: The sqlite or journal file (default ``~/.gleitzeit/gleitzeit.db``;
             ``$GLEITZEIT_SQLITE_PATH``).
-        redis_url: Redis URL for ``persistence="redis"`` (``$GLEITZEIT_REDIS_URL``).
+        redis_url: Redis URL for ``persistence="redis"`` (``$GLEITZEIT_REDIS_URL``;
+            default ``redis://localhost:6379/0``). Needs ``gleitzeit[redis]``.
         ollama_url: Ollama's base URL (``$GLEITZEIT_OLLAMA_URL``).
         debug: Log task starts, finishes and substitutions at DEBUG level
             (``$GLEITZEIT_LOG_LEVEL`` sets a level without it).
@@ -63,6 +64,9 @@ class SyncGleitzeitClient(SyncClientBase):
         max_finished_runs: Most finished runs kept in memory (oldest dropped
             first), so a long-lived client stays bounded. Durable stores still
             answer for older runs; on the memory store they are forgotten.
+        redis_prefix: Every Redis key starts with ``redis_prefix:``
+            (``$GLEITZEIT_REDIS_PREFIX``); clients with different prefixes on
+            one Redis do not see each other's workflows.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -86,6 +90,7 @@ class SyncGleitzeitClient(SyncClientBase):
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
         providers: Iterable[Provider] = (),
         max_finished_runs: int = 1000,
+        redis_prefix: str | None = None,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -102,6 +107,7 @@ class SyncGleitzeitClient(SyncClientBase):
             mcp_servers=mcp_servers,
             providers=providers,
             max_finished_runs=max_finished_runs,
+            redis_prefix=redis_prefix,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

@@ -57,5 +57,5 @@ def test_unknown_persistence_lists_every_backend(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigurationError) as info:
         GleitzeitClient(persistence="postgres")
     message = str(info.value)
-    for name in ("memory", "sqlite", "journal", "redis (not available in this version)"):
+    for name in ("memory", "sqlite", "journal", "redis"):
         assert name in message

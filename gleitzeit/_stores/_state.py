@@ -52,7 +52,11 @@ class StoredRun:
 
 
 def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
-    """Apply one event to the runs it concerns (events of unknown workflows are ignored)."""
+    """Apply one event to the runs it concerns (events of unknown workflows are ignored).
+
+    This is the replay rule of every store: sqlite's SQL and Redis's Lua
+    script do the same (tests hold each store against this function).
+    """
     kind = event.kind
     if kind is EventKind.WORKFLOW_SUBMITTED:
         assert event.workflow is not None
@@ -65,12 +69,18 @@ def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
     status = STATUS_OF_EVENT.get(kind)
     if status is not None:
         assert task_id is not None
+        # A recorded completion is final (until the workflow is submitted
+        # again): a late event of another attempt never replaces it.
+        if run.task_status.get(task_id) == "completed":
+            return
         run.task_status[task_id] = status
         if status == "completed":
             run.results[task_id] = event.result or {}
             run.errors.pop(task_id, None)
         elif status == "failed":
             run.errors[task_id] = event.error or {}
+        else:  # a new attempt (or a skip or cancel) clears the last error
+            run.errors.pop(task_id, None)
     elif kind is EventKind.WORKFLOW_STARTED:
         run.status = WorkflowStatus.RUNNING
         run.started_at = event.at

@@ -352,7 +352,8 @@ def _flush_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
             "INSERT INTO tasks (workflow_id, task_id, status, result, error, attempt, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, task_id) DO UPDATE SET "
             "status=excluded.status, result=excluded.result, error=excluded.error, "
-            "attempt=excluded.attempt, updated_at=excluded.updated_at",
+            "attempt=excluded.attempt, updated_at=excluded.updated_at "
+            "WHERE tasks.status != 'completed'",  # a recorded completion is final
             rows,
         )
         rows.clear()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import ConfigurationError, ErrorCode, PersistenceError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
 
 __all__ = ["RedisServer"]
@@ -41,7 +42,8 @@ def _ping(port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server that wants a password answers NOAUTH: it is up all the same.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -52,6 +54,7 @@ class RedisServer:
     Args:
         binary: The server program (default: ``redis-server`` on ``PATH``).
         start_timeout: Seconds to wait for the first ``PONG``.
+        args: More ``redis-server`` options, e.g. ``("--requirepass", "secret")``.
 
     Raises:
         ConfigurationError: the binary is not installed.
@@ -59,8 +62,14 @@ class RedisServer:
             is in ``e.data["log"]``).
     """
 
-    def __init__(self, binary: str = "redis-server", start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        binary: str = "redis-server",
+        start_timeout: float = 20.0,
+        args: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
+        self.args = tuple(args)
         self.start_timeout = start_timeout
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -115,6 +124,7 @@ class RedisServer:
                     str(log),
                     "--daemonize",
                     "no",
+                    *self.args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -1,0 +1,153 @@
+"""One replay rule for every store: each durable store against ``apply_event``.
+
+Random sequences of events (tasks starting, finishing, failing, runs
+restarting and finishing) go into a store; what it loads back must equal what
+:func:`gleitzeit._stores._state.apply_event` makes of the same events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gleitzeit._loader import load_workflow
+from gleitzeit._stores import apply_event
+from gleitzeit._stores.journal import JournalStore
+from gleitzeit._stores.redis import RedisStore
+from gleitzeit._stores.sqlite import SqliteStore
+from gleitzeit.core._events import Event, EventKind
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gleitzeit._stores import Store, StoredRun
+
+WORKFLOW = load_workflow(
+    {
+        "name": "replay",
+        "tasks": [
+            {"name": f"t{i}", "method": "python/execute", "params": {"code": "result = 1"}}
+            for i in range(4)
+        ],
+    }
+)
+TASKS = [t.id for t in WORKFLOW.tasks]
+ERROR = {"type": "TaskError", "code": -29002, "message": "boom", "data": {"n": [1, 2.5]}}
+
+_task_kinds = st.sampled_from(
+    [
+        EventKind.TASK_STARTED,
+        EventKind.TASK_COMPLETED,
+        EventKind.TASK_FAILED,
+        EventKind.TASK_SKIPPED,
+        EventKind.TASK_CANCELLED,
+    ]
+)
+
+
+@st.composite
+def _step(draw: st.DrawFn) -> dict[str, Any]:
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return {"kind": EventKind.WORKFLOW_STARTED}
+    if choice == 1:
+        status = draw(st.sampled_from(["completed", "failed", "cancelled"]))
+        error = draw(st.sampled_from([None, ERROR]))
+        return {"kind": EventKind.WORKFLOW_FINISHED, "status": status, "error": error}
+    kind = draw(_task_kinds)
+    step: dict[str, Any] = {"kind": kind, "task_id": draw(st.sampled_from(TASKS))}
+    if kind is EventKind.TASK_COMPLETED:
+        step["result"] = {"result": draw(st.integers(-5, 5)), "out": [], "nested": {"k": []}}
+    elif kind is EventKind.TASK_FAILED:
+        step["error"] = ERROR
+    return step
+
+
+_batches = st.lists(st.lists(_step(), min_size=1, max_size=6), min_size=1, max_size=6)
+
+
+def _events(batches: list[list[dict[str, Any]]]) -> list[list[Event]]:
+    clock = itertools.count(2)
+    wid = WORKFLOW.id
+    out = [[Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wid, at=1.0, workflow=WORKFLOW)]]
+    out.extend(
+        [Event(workflow_id=wid, at=float(next(clock)), **step) for step in batch]
+        for batch in batches
+    )
+    return out
+
+
+def _fields(run: StoredRun | None) -> tuple[Any, ...]:
+    assert run is not None
+    return (
+        run.workflow,
+        run.status,
+        run.task_status,
+        run.results,
+        run.errors,
+        run.error,
+        run.created_at,
+        run.started_at,
+        run.finished_at,
+    )
+
+
+async def _stored(make: Any, batches: list[list[Event]]) -> StoredRun | None:
+    store: Store = make()
+    await store.open()
+    try:
+        for batch in batches:
+            await store.record(batch)
+    finally:
+        await store.aclose()
+    again: Store = make()  # what a new process reads back
+    await again.open()
+    try:
+        return await again.load(WORKFLOW.id)
+    finally:
+        await again.aclose()
+
+
+def _expected(batches: list[list[Event]]) -> StoredRun | None:
+    runs: dict[str, StoredRun] = {}
+    for batch in batches:
+        for event in batch:
+            apply_event(runs, event)
+    return runs.get(WORKFLOW.id)
+
+
+_counter = itertools.count()
+
+
+@settings(max_examples=60)
+@given(_batches)
+def test_sqlite_follows_the_replay_rule(tmp_path: Path, steps: list[list[dict[str, Any]]]) -> None:
+    """sqlite's SQL keeps the same state as apply_event."""
+    batches = _events(steps)
+    path = tmp_path / f"g{next(_counter)}.db"
+    got = anyio.run(_stored, lambda: SqliteStore(path), batches)
+    assert _fields(got) == _fields(_expected(batches))
+
+
+@settings(max_examples=60)
+@given(_batches)
+def test_journal_follows_the_replay_rule(tmp_path: Path, steps: list[list[dict[str, Any]]]) -> None:
+    """The journal's replay keeps the same state as apply_event."""
+    batches = _events(steps)
+    path = tmp_path / f"j{next(_counter)}.jsonl"
+    got = anyio.run(_stored, lambda: JournalStore(path), batches)
+    assert _fields(got) == _fields(_expected(batches))
+
+
+@settings(max_examples=60)
+@given(_batches)
+def test_redis_follows_the_replay_rule(redis_url: str, steps: list[list[dict[str, Any]]]) -> None:
+    """Redis's Lua script keeps the same state as apply_event."""
+    batches = _events(steps)
+    prefix = f"replay{next(_counter)}"
+    got = anyio.run(_stored, lambda: RedisStore(redis_url, prefix=prefix), batches)
+    assert _fields(got) == _fields(_expected(batches))
