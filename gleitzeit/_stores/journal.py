@@ -11,8 +11,13 @@ Durability (``durability=``):
 * ``"batch"`` (default): each batch of events is written with one ``write``
   and handed to the OS before :meth:`JournalStore.record` returns, so a killed
   process loses nothing recorded. Power loss may lose the last batches.
-* ``"fsync"``: as ``"batch"``, then ``fsync`` per batch (survives power loss;
+* ``"fsync"``: as ``"batch"``, then ``fsync`` per write (survives power loss;
   slower).
+
+The writes happen in one long-lived writer thread (see ``_writer.py``): the
+event loop hands a batch over and waits; batches that are ready together go
+out in one ``write``. On a full disk the complete records that fit are kept,
+the cut-off rest is truncated away, and the error says how many were kept.
 
 One process at a time: the file is locked while open.
 """
@@ -39,6 +44,7 @@ from .._serde import event_from_record, event_to_record
 from ..core._events import Event, EventKind
 from ..core.errors import ErrorCode, PersistenceError
 from ._state import StoredRun, apply_event
+from ._writer import Writer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -55,24 +61,40 @@ def _error(message: str, code: ErrorCode, path: Path, **extra: Any) -> Persisten
     return PersistenceError(message, code, {"backend": "journal", "path": str(path), **extra})
 
 
-def _os_error(exc: OSError, path: Path, doing: str) -> PersistenceError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+#: errno values that mean "no room": the records that fit are kept.
+_NO_ROOM: Final = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT", errno.EFBIG: "EFBIG"}
+
+
+def _os_error(exc: OSError, path: Path, doing: str, **extra: Any) -> PersistenceError:
+    if exc.errno in _NO_ROOM:
+        kept = ""
+        if "events" in extra:
+            kept = f" {extra['events_recorded']} of the {extra['events']} records were saved."
+        reason = (
+            "the file reached this process's size limit (ulimit -f)"
+            if exc.errno == errno.EFBIG
+            else "the disk is full"
+        )
         return _error(
-            f"Cannot {doing} the journal {path}: the disk is full; free space and "
-            "resume the workflow.",
+            f"Cannot {doing} the journal {path}: {reason} ({exc.strerror}).{kept} Free space "
+            "on that disk (or move db_path to one with room), then resume the workflow.",
             ErrorCode.PERSISTENCE_WRITE_FAILED,
             path,
+            errno=_NO_ROOM[exc.errno],
+            **extra,
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return _error(
             f"Cannot {doing} the journal {path}: permission denied; choose a writable db_path.",
             ErrorCode.PERSISTENCE_CONNECTION_FAILED,
             path,
+            **extra,
         )
     return _error(
         f"Cannot {doing} the journal {path}: {exc.strerror or exc}.",
         ErrorCode.PERSISTENCE_WRITE_FAILED,
         path,
+        **extra,
     )
 
 
@@ -147,16 +169,20 @@ class JournalStore:
         self.path = Path(path)
         self.durability = durability
         self._fd: int | None = None
+        self._end = 0  # the file's length: where the next record starts
         self._runs: dict[str, StoredRun] = {}
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._writer: Writer[Sequence[Event]] | None = None
 
     def __repr__(self) -> str:
         return f"<JournalStore {str(self.path)!r} workflows={len(self._runs)}>"
 
     async def open(self) -> None:
         """Lock the file, replay it, and cut off a torn last line."""
-        self._limiter = anyio.CapacityLimiter(1)
-        await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        await anyio.to_thread.run_sync(self._open_sync)
+        self._writer = Writer(
+            f"gleitzeit-journal-writer {self.path.name}", self._write_sync, self._close_sync
+        )
+        self._writer.start()
 
     def _open_sync(self) -> None:
         path = self.path
@@ -195,25 +221,28 @@ class JournalStore:
             os.close(fd)
             raise
         self._fd = fd
+        self._end = good
         for event in events:
             apply_event(self._runs, event)
 
     async def aclose(self) -> None:
-        """Flush and unlock."""
-        fd, self._fd = self._fd, None
-        if fd is None:
+        """Write what is queued, flush and unlock; the writer thread ends."""
+        writer, self._writer = self._writer, None
+        if writer is None:
             await anyio.lowlevel.checkpoint()
             return
+        await writer.stop()
 
-        def close() -> None:
-            with contextlib.suppress(OSError):
-                os.fsync(fd)
-            with contextlib.suppress(OSError):
-                _owner_path(self.path).unlink()  # before unlocking: a next holder writes its own
-            os.close(fd)  # also releases the lock
-
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(close, limiter=self._limiter)
+    def _close_sync(self) -> None:
+        """In the writer thread, after its last write."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+        with contextlib.suppress(OSError):
+            _owner_path(self.path).unlink()  # before unlocking: a next holder writes its own
+        os.close(fd)  # also releases the lock
 
     def _encode(self, events: Iterable[Event]) -> bytes:
         return "".join(
@@ -222,25 +251,59 @@ class JournalStore:
             for e in events
         ).encode("utf-8", "surrogatepass")
 
-    async def record(self, events: Sequence[Event]) -> None:
-        """Append the events with one write (and an fsync with ``durability="fsync"``)."""
-        if self._fd is None:
+    def _writer_or_fail(self) -> Writer[Sequence[Event]]:
+        if self._writer is None:
             raise _error("The journal is not open.", ErrorCode.SYSTEM_NOT_INITIALIZED, self.path)
-        data = self._encode(events)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            raise _os_error(exc, self.path, "write") from exc
-        if self.durability == "fsync":
-            await anyio.to_thread.run_sync(os.fsync, self._fd, limiter=self._limiter)
-        else:
-            await anyio.lowlevel.checkpoint()
+        return self._writer
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Append the events (with whatever else is ready) in one write; return when written.
+
+        With ``durability="fsync"`` the write is also fsynced. On a full disk the
+        complete records that fit are kept (and applied); the error's data says
+        how many (``events_recorded`` of ``events``).
+        """
         runs = self._runs
+        try:
+            await self._writer_or_fail().record(events)
+        except PersistenceError as exc:
+            for event in events[: exc.data.get("events_recorded", 0)]:
+                apply_event(runs, event)
+            raise
         for event in events:
             apply_event(runs, event)
+
+    def _write_sync(self, batches: Sequence[Sequence[Event]]) -> None:
+        """In the writer thread: append the batches with one write.
+
+        Nothing of a failed write stays in the file except, for a single batch
+        on a full disk, its complete records that fit.
+        """
+        fd = self._fd
+        assert fd is not None
+        data = self._encode(e for batch in batches for e in batch)
+        start = self._end
+        written = 0
+        try:
+            view = memoryview(data)
+            while written < len(data):
+                written += os.write(fd, view[written:])
+            if self.durability == "fsync":
+                os.fsync(fd)
+        except OSError as exc:
+            keep = data.rfind(b"\n", 0, written) + 1 if len(batches) == 1 else 0
+            if exc.errno not in _NO_ROOM:
+                keep = 0
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start + keep)  # never leave a torn record behind
+                if keep and self.durability == "fsync":
+                    os.fsync(fd)
+            self._end = start + keep
+            extra = {}
+            if len(batches) == 1:
+                extra = {"events_recorded": data.count(b"\n", 0, keep), "events": len(batches[0])}
+            raise _os_error(exc, self.path, "write", **extra) from exc
+        self._end = start + written
 
     async def load(self, workflow_id: str) -> StoredRun | None:
         """The replayed state of one workflow."""
@@ -258,9 +321,7 @@ class JournalStore:
 
     async def compact(self) -> None:
         """Rewrite the journal as the shortest record of the current state, atomically."""
-        if self._fd is None:
-            raise _error("The journal is not open.", ErrorCode.SYSTEM_NOT_INITIALIZED, self.path)
-        await anyio.to_thread.run_sync(self._compact_sync, limiter=self._limiter)
+        await self._writer_or_fail().call(self._compact_sync)
 
     def _compact_sync(self) -> None:
         assert self._fd is not None
@@ -317,6 +378,7 @@ class JournalStore:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(self._fd)
         self._fd = fd
+        self._end = os.fstat(fd).st_size
 
 
 def _owner_path(path: Path) -> Path:

@@ -1,7 +1,11 @@
 """The ``sqlite`` store (the default): one database file, WAL mode, batched transactions.
 
-Each :meth:`SqliteStore.record` batch is one transaction, run in a worker
-thread (one at a time) so the event loop never blocks on disk. WAL mode with
+Each :meth:`SqliteStore.record` batch is one transaction, run in the store's
+one long-lived writer thread (see ``_writer.py``) so the event loop never
+blocks on disk; batches that are ready together share one commit, and reads
+go through the same thread, in order with the writes. On a full disk
+(``SQLITE_FULL``) the batch is committed in smaller pieces so what fits is
+kept, and the error says how much. WAL mode with
 ``synchronous=NORMAL`` makes a committed batch survive a killed process
 (``durability="fsync"`` switches to ``synchronous=FULL`` for power loss).
 Several processes may share one file: writers queue on sqlite's lock with a
@@ -17,9 +21,10 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .._serde import structure_workflow, unstructure_workflow
@@ -28,6 +33,7 @@ from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
 from ._owner import RunLock
 from ._state import STATUS_OF_EVENT, StoredRun
+from ._writer import Writer
 
 if TYPE_CHECKING:
     import os
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 log = logging.getLogger("gleitzeit.sqlite")
+
+T = TypeVar("T")
 
 _MIGRATIONS: Final[tuple[str, ...]] = (
     # version 1
@@ -72,16 +80,22 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
-_FULL: Final = {"SQLITE_FULL", "SQLITE_IOERR"}
+_FULL: Final = "SQLITE_FULL"
+_IOERR: Final = "SQLITE_IOERR"
 _ACCESS: Final = {"SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH"}
 _CORRUPT: Final = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 
-def _map_error(exc: sqlite3.Error, path: Path, doing: str) -> PersistenceError:
+def _error_name(exc: sqlite3.Error) -> str:
+    """The sqlite error code's name (``SQLITE_FULL``), or ``""``."""
+    return getattr(exc, "sqlite_errorname", "") or ""
+
+
+def _map_error(exc: sqlite3.Error, path: Path, doing: str, **extra: Any) -> PersistenceError:
     """Map a sqlite3 error to the most specific code, by its sqlite error code."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
+    name = _error_name(exc)
     base = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
-    data = {"backend": "sqlite", "path": str(path), "sqlite_error": name}
+    data = {"backend": "sqlite", "path": str(path), "sqlite_error": name, **extra}
     if base in _BUSY:
         return PersistenceError(
             f"Cannot {doing} {path}: the database is locked by another process for too long; "
@@ -89,10 +103,20 @@ def _map_error(exc: sqlite3.Error, path: Path, doing: str) -> PersistenceError:
             ErrorCode.PERSISTENCE_TRANSACTION_FAILED,
             data,
         )
-    if base in _FULL:
+    if base == _FULL:
+        kept = ""
+        if "events" in extra:
+            kept = f" {extra['events_recorded']} of the {extra['events']} records were saved."
         return PersistenceError(
-            f"Cannot {doing} {path}: {exc} (is the disk full?); free space and resume the "
-            "workflow.",
+            f"Cannot {doing} {path}: the disk is full ({name}: {exc}).{kept} Free space on "
+            "that disk (or move db_path to one with room), then resume the workflow.",
+            ErrorCode.PERSISTENCE_WRITE_FAILED,
+            data,
+        )
+    if base == _IOERR:
+        return PersistenceError(
+            f"Cannot {doing} {path}: the disk reported an I/O error ({name}: {exc}); check "
+            "the disk and its free space, then resume the workflow.",
             ErrorCode.PERSISTENCE_WRITE_FAILED,
             data,
         )
@@ -143,23 +167,22 @@ class SqliteStore:
         self.durability = durability
         self.busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._writer: Writer[Sequence[Event]] | None = None
 
     def __repr__(self) -> str:
-        return f"<SqliteStore {str(self.path)!r} open={self._db is not None}>"
+        return f"<SqliteStore {str(self.path)!r} open={self._writer is not None}>"
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, doing: str) -> Any:
-        def call() -> Any:
+    def _mapped(self, fn: Callable[..., T], *args: Any, doing: str) -> Callable[[], T]:
+        def call() -> T:
             try:
                 return fn(*args)
             except sqlite3.Error as exc:
                 raise _map_error(exc, self.path, doing) from exc
 
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+        return call
 
     async def open(self) -> None:
-        """Open (or create) the database and migrate its schema."""
-        self._limiter = anyio.CapacityLimiter(1)
+        """Open (or create) the database, migrate its schema, start the writer thread."""
         try:
             await anyio.to_thread.run_sync(self.path.parent.mkdir, 0o777, True, True)
         except OSError as exc:
@@ -169,7 +192,11 @@ class SqliteStore:
                 ErrorCode.PERSISTENCE_CONNECTION_FAILED,
                 {"backend": "sqlite", "path": str(self.path)},
             ) from exc
-        self._db = await self._run(self._open_sync, doing="open")
+        self._db = await anyio.to_thread.run_sync(self._mapped(self._open_sync, doing="open"))
+        self._writer = Writer(
+            f"gleitzeit-sqlite-writer {self.path.name}", self._write_sync, self._close_sync
+        )
+        self._writer.start()
 
     def _open_sync(self) -> sqlite3.Connection:
         # Switching a new file to WAL (and creating the schema) can meet SQLITE_BUSY
@@ -220,28 +247,70 @@ class SqliteStore:
         return db
 
     async def aclose(self) -> None:
-        """Close the database."""
+        """Finish the queued writes and close the database; the writer thread ends."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            await anyio.lowlevel.checkpoint()
+            return
+        await writer.stop()
+
+    def _close_sync(self) -> None:
+        """In the writer thread, after its last job."""
         db, self._db = self._db, None
         if db is not None:
-            with anyio.CancelScope(shield=True):
-                await self._run(db.close, doing="close")
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                log.warning("closing %s failed: %s", self.path, exc)
 
-    def _db_or_fail(self) -> sqlite3.Connection:
-        if self._db is None:
+    def _writer_or_fail(self) -> Writer[Sequence[Event]]:
+        if self._writer is None:
             raise PersistenceError(
                 "The sqlite store is not open.",
                 ErrorCode.SYSTEM_NOT_INITIALIZED,
                 {"backend": "sqlite", "path": str(self.path)},
             )
-        return self._db
+        return self._writer
 
     async def record(self, events: Sequence[Event]) -> None:
-        """Write a batch of events in one transaction."""
-        db = self._db_or_fail()
-        await self._run(self._record_sync, db, list(events), doing="write to")
+        """Write a batch of events in one transaction (shared with other ready batches).
+
+        On a full disk the leading events that fit are committed; the error's
+        data says how many (``events_recorded`` of ``events``).
+        """
+        await self._writer_or_fail().record(events)
+
+    def _write_sync(self, batches: Sequence[Sequence[Event]]) -> None:
+        """In the writer thread: commit the batches in one transaction.
+
+        A single batch that meets a full disk is committed in ever smaller
+        pieces, keeping its longest prefix that fits.
+        """
+        db = self._db
+        assert db is not None
+        if len(batches) > 1:
+            try:
+                self._commit(db, [e for batch in batches for e in batch])
+            except sqlite3.Error as exc:
+                raise _map_error(exc, self.path, "write to") from exc
+            return
+        events = batches[0]
+        done, size = 0, len(events)
+        while done < len(events):
+            piece = events[done : done + size]
+            try:
+                self._commit(db, piece)
+            except sqlite3.Error as exc:
+                full = _error_name(exc).startswith(_FULL)
+                if full and size > 1:
+                    size //= 2  # keep what fits: smaller pieces
+                    continue
+                extra = {"events_recorded": done, "events": len(events)} if full or done else {}
+                raise _map_error(exc, self.path, "write to", **extra) from exc
+            done += len(piece)
 
     @staticmethod
-    def _record_sync(db: sqlite3.Connection, events: list[Event]) -> None:
+    def _commit(db: sqlite3.Connection, events: Sequence[Event]) -> None:
         task_rows: list[tuple[Any, ...]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -288,15 +357,22 @@ class SqliteStore:
             _flush_tasks(db, task_rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # sqlite may have rolled back already (a full disk does): keep the real error.
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.warning("rolling back failed: %s", exc)
             raise
 
     async def load(self, workflow_id: str) -> StoredRun | None:
         """The stored state of one workflow."""
-        db = self._db_or_fail()
-        return await self._run(self._load_sync, db, workflow_id, doing="read")  # type: ignore[no-any-return]
+        writer = self._writer_or_fail()
+        return await writer.call(self._mapped(self._load_sync, workflow_id, doing="read"))
 
-    def _load_sync(self, db: sqlite3.Connection, workflow_id: str) -> StoredRun | None:
+    def _load_sync(self, workflow_id: str) -> StoredRun | None:
+        db = self._db
+        assert db is not None
         row = db.execute(
             "SELECT definition, status, created_at, started_at, finished_at, error "
             "FROM workflows WHERE id = ?",
@@ -334,10 +410,12 @@ class SqliteStore:
 
     async def list_runs(self, limit: int) -> list[StoredRun]:
         """The newest workflows first."""
-        db = self._db_or_fail()
-        return await self._run(self._list_sync, db, limit, doing="read")  # type: ignore[no-any-return]
+        writer = self._writer_or_fail()
+        return await writer.call(self._mapped(self._list_sync, limit, doing="read"))
 
-    def _list_sync(self, db: sqlite3.Connection, limit: int) -> list[StoredRun]:
+    def _list_sync(self, limit: int) -> list[StoredRun]:
+        db = self._db
+        assert db is not None
         rows = db.execute(
             "SELECT id, definition, status, created_at, started_at, finished_at, "
             "error FROM workflows ORDER BY created_at DESC LIMIT ?",
