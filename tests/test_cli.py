@@ -213,3 +213,134 @@ tasks:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+CHAIN = """
+name: chain
+tasks:
+  - id: step1
+    method: python/execute
+    params: {code: "import time; time.sleep(0.3); result = 1"}
+  - id: step2
+    method: python/execute
+    dependencies: [step1]
+    params: {code: "import time; time.sleep(0.3); result = 2"}
+  - id: step3
+    method: python/execute
+    dependencies: [step2]
+    params: {code: "import time; time.sleep(0.3); result = 3"}
+  - id: step4
+    method: python/execute
+    dependencies: [step3]
+    params: {code: "import time; time.sleep(0.3); result = 4"}
+"""
+#: The installed console script, next to this interpreter.
+SCRIPT = str(Path(sys.executable).with_name("gleitzeit"))
+
+
+def run_in_pty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run the console script with a pseudo-terminal as its stdin, stdout and stderr.
+
+    Returns the exit code and everything it wrote to the terminal.
+    """
+    import select
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    full_env.update(
+        GLEITZEIT_PERSISTENCE="memory", TERM="xterm-256color", COLUMNS="100", LINES="30"
+    )
+    full_env.update(env or {})
+    full_env.pop("NO_COLOR", None)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [SCRIPT, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env
+        )
+    finally:
+        os.close(slave)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            proc.kill()
+            proc.wait()
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_run_on_a_terminal_shows_live_progress(tmp_path: Path) -> None:
+    """On a real pseudo-terminal `run` draws a live display (ANSI) whose done count
+    moves through every step, names the running task, and ends with a summary line
+    before the results."""
+    import re
+
+    code, screen = run_in_pty("run", write(tmp_path, CHAIN))
+    assert code == 0, screen
+    assert "\x1b[" in screen  # drawn for a terminal
+    seen = {int(n) for n in re.findall(r"done (\d)/4", screen)}
+    assert {1, 2, 3, 4} <= seen, screen
+    assert "running: step2" in screen
+    summary = screen.index("✓ chain: completed: 4/4 completed in ")
+    assert summary < screen.index('step1: {"result": 1')
+
+
+def test_run_on_a_terminal_failure_summary_then_error_line(tmp_path: Path) -> None:
+    """A failing run on a terminal ends its display with a ✗ summary, then the one error line."""
+    code, screen = run_in_pty("run", write(tmp_path, FAILING))
+    assert code == 4, screen
+    assert "✗ fails: failed: 0/1 completed, 1 failed in " in screen
+    assert screen.index("✗ fails") < screen.index("error: ")
+
+
+def test_run_through_pipes_has_no_live_display(tmp_path: Path) -> None:
+    """Through pipes there is no live display and no ANSI code; stderr stays empty."""
+    proc = subprocess.run(
+        [SCRIPT, "run", write(tmp_path, CHAIN)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GLEITZEIT_PERSISTENCE": "memory", "TERM": "xterm-256color"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [
+        "step1",
+        "step2",
+        "step3",
+        "step4",
+    ]
+
+
+def test_tables_on_a_terminal_and_plain_through_pipes(tmp_path: Path) -> None:
+    """`workflow list` and `provider list` draw tables on a terminal; through a pipe
+    they print plain lines with no box drawing or ANSI codes."""
+    db = str(tmp_path / "t.db")
+    store = ["--persistence", "sqlite", "--db-path", db]
+    assert run_cli(*store, "run", write(tmp_path, GOOD)).returncode == 0
+    code, screen = run_in_pty(*store, "workflow", "list")
+    assert code == 0, screen
+    assert "two steps" in screen
+    assert "┃" in screen or "│" in screen
+    plain = run_cli(*store, "workflow", "list")
+    assert plain.returncode == 0, plain.stderr
+    (line,) = plain.stdout.splitlines()
+    assert "completed  2/2  0  two steps" in line
+    assert "\x1b" not in plain.stdout
+    code, screen = run_in_pty("provider", "list")
+    assert code == 0, screen
+    assert "python/execute" in screen
+    assert "│" in screen or "┃" in screen

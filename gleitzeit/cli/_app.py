@@ -178,8 +178,30 @@ def _render_results(results: dict[str, Any]) -> None:
 
 
 def _render_fields(info: dict[str, Any]) -> None:
-    for key, value in info.items():
-        click.echo(f"{key}: {value}")
+    from ._tables import print_fields
+
+    print_fields(info)
+
+
+def _with_progress(state: _State, fn: Callable[[Any], T], workflow_id: str | None = None) -> T:
+    """As :func:`_call`, showing the run's progress on stderr while ``fn`` runs.
+
+    ``workflow_id`` names a stored workflow about to be resumed: its tasks and
+    what is completed already are read first.
+    """
+    from ._progress import RunProgress, stderr_is_terminal
+
+    progress = RunProgress(live=stderr_is_terminal())
+
+    def call(client: Any) -> T:
+        if workflow_id is not None:
+            known = client.get_workflow_status(workflow_id)
+            if known is not None:
+                progress.expect(known)
+        with progress:
+            return fn(client)
+
+    return _call(state, call, on_event=progress)
 
 
 def _not_found(workflow_id: str) -> WorkflowError:
@@ -246,7 +268,7 @@ def _workflow_dict(wf: Any) -> dict[str, Any]:
 @click.pass_obj
 def run(state: _State, file: str, as_json: bool) -> None:
     """Run the workflow in FILE to its end and print every task's result."""
-    _show(_call(state, lambda c: c.run_workflow(file)), as_json, _render_results)
+    _show(_with_progress(state, lambda c: c.run_workflow(file)), as_json, _render_results)
 
 
 @cli.command()
@@ -352,7 +374,26 @@ def workflow_status(state: _State, workflow_id: str, as_json: bool) -> None:
             raise _not_found(workflow_id)
         return wf
 
-    _show(_workflow_dict(_call(state, status)), as_json, _render_fields)
+    wf = _call(state, status)
+    info = _workflow_dict(wf)
+    info["tasks"] = [
+        {"id": t.id, "name": t.name, "status": str(getattr(t.status, "value", t.status))}
+        for t in wf.tasks
+    ]
+    _show(info, as_json, _render_status)
+
+
+def _render_status(info: dict[str, Any]) -> None:
+    from ._tables import print_fields, print_table
+
+    fields = {k: v for k, v in info.items() if k != "tasks"}
+    print_fields(fields)
+    if info["tasks"] and any(t["status"] != "completed" for t in info["tasks"]):
+        print_table(
+            [t for t in info["tasks"] if t["status"] != "completed"],
+            ("id", "name", "status"),
+            title="Unfinished tasks",
+        )
 
 
 @workflow.command("list")
@@ -366,13 +407,14 @@ def workflow_list(state: _State, limit: int, as_json: bool) -> None:
 
 
 def _render_workflows(infos: list[dict[str, Any]]) -> None:
+    from ._tables import print_table
+
     if not infos:
         click.echo("no workflows", err=True)
-    for info in infos:
-        click.echo(
-            f"{info['id']}  {info['status']:<10} {info['completed_tasks']}/{info['total_tasks']}"
-            f"  {info['name']}"
-        )
+        return
+    rows = [{**i, "done": f"{i['completed_tasks']}/{i['total_tasks']}"} for i in infos]
+    columns = ("id", "status", "done", "failed_tasks", "name", "created_at")
+    print_table(rows, columns, title="Workflows, newest first")
 
 
 @workflow.command("resume")
@@ -381,7 +423,8 @@ def _render_workflows(infos: list[dict[str, Any]]) -> None:
 @click.pass_obj
 def workflow_resume(state: _State, workflow_id: str, as_json: bool) -> None:
     """Run a stored workflow's unfinished tasks and print every result."""
-    _show(_call(state, lambda c: c.resume_workflow(workflow_id)), as_json, _render_results)
+    results = _with_progress(state, lambda c: c.resume_workflow(workflow_id), workflow_id)
+    _show(results, as_json, _render_results)
 
 
 @workflow.command("cancel")
@@ -446,10 +489,19 @@ def provider_list(state: _State, as_json: bool) -> None:
 
 
 def _render_providers(listing: list[dict[str, Any]]) -> None:
-    for entry in listing:
-        click.echo(entry["provider_id"])
-        for method in entry["methods"]:
-            click.echo(f"  {method['name']:<24} {method['description'] or ''}")
+    from ._tables import print_table
+
+    rows = [
+        {
+            "provider": entry["provider_id"],
+            "method": method["name"],
+            "params": "any" if method["params"] is None else ", ".join(method["params"]),
+            "description": method["description"] or "",
+        }
+        for entry in listing
+        for method in entry["methods"]
+    ]
+    print_table(rows, ("provider", "method", "params", "description"), title="Providers")
 
 
 @provider.command("health")
