@@ -40,6 +40,7 @@ from .core.errors import (
     TaskError,
     WorkflowError,
     error_from_dict,
+    leaf_exceptions,
 )
 
 if TYPE_CHECKING:
@@ -684,14 +685,7 @@ def _background_failure(group: BaseExceptionGroup[BaseException]) -> BaseExcepti
     interrupts and cancellation leave as they are; anything else becomes one
     ``INTERNAL_ERROR`` naming every failure.
     """
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, BaseExceptionGroup):
-            stack.extend(reversed(item.exceptions))
-        else:
-            leaves.append(item)
+    leaves = leaf_exceptions(group)
     for leaf in leaves:
         if not isinstance(leaf, Exception):
             return leaf  # KeyboardInterrupt, SystemExit or a cancellation

@@ -51,6 +51,7 @@ from .core.errors import (
     TaskTimeoutError,
     WorkflowError,
     error_to_dict,
+    leaf_exceptions,
 )
 
 if TYPE_CHECKING:
@@ -313,6 +314,11 @@ class Engine:
                 await self._finish(run, cancelled=failure is None, failure=failure)
             if failure is not None:
                 raise failure from (exc if failure is not exc else None)
+            # Ctrl-C (trio raises it in whichever task was running) leaves as
+            # itself, not wrapped in the task group's exception group.
+            interrupt = _interrupt(exc)
+            if interrupt is not None and interrupt is not exc:
+                raise interrupt from None
             raise
         await self._finish(run, cancelled=run.cancel_requested, timed_out=timed_out)
 
@@ -680,16 +686,17 @@ def _lone_gleitzeit_error(exc: BaseException) -> GleitzeitError | None:
     if isinstance(exc, GleitzeitError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-        stack: list[BaseException] = [exc]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, BaseExceptionGroup):
-                stack.extend(item.exceptions)
-            else:
-                leaves.append(item)
+        leaves = leaf_exceptions(exc)
         if len(leaves) == 1 and isinstance(leaves[0], GleitzeitError):
             return leaves[0]
+    return None
+
+
+def _interrupt(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt in ``exc`` (itself or inside a task group's group)."""
+    for leaf in leaf_exceptions(exc):
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
     return None
 
 

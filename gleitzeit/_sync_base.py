@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from anyio.from_thread import start_blocking_portal
@@ -79,4 +80,23 @@ class SyncClientBase:
                 "The client is not open; use it inside 'with SyncGleitzeitClient() as client:'.",
                 ErrorCode.SYSTEM_NOT_INITIALIZED,
             )
-        return self._portal.call(func)
+        portal = self._portal
+        finished = threading.Event()
+
+        async def call() -> T:
+            try:
+                return await func()
+            finally:
+                finished.set()
+
+        future = portal.start_task_soon(call)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C reached this thread while the call runs on the loop's
+            # thread: cancel it there and wait until it has stopped its tasks
+            # and recorded the run (cancelled, so a durable run stays
+            # resumable); then the interrupt goes on as itself.
+            future.cancel()
+            finished.wait()
+            raise

@@ -252,6 +252,19 @@ _CLASSES: Final[dict[str, type[GleitzeitError]]] = {
 }
 
 
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, with (nested) exception groups opened, in order."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            leaves.append(item)
+    return leaves
+
+
 def error_to_dict(error: GleitzeitError) -> dict[str, Any]:
     """Return a JSON-safe dict from which :func:`error_from_dict` rebuilds ``error``."""
     kind = type(error).__name__
