@@ -200,18 +200,6 @@ def test_max_finished_runs_must_be_positive() -> None:
         GleitzeitClient(persistence="memory", max_finished_runs=0)
 
 
-async def test_process_tasks_are_not_held_to_the_cpu_count(tmp_path: Path) -> None:
-    """With max_concurrent=4, four sleeping scripts all start before any ends (2 CPUs)."""
-    code = "import time\nstart = time.time()\ntime.sleep(1.0)\nresult = [start, time.time()]\n"
-    tasks = [
-        {"name": f"t{i}", "method": "python/execute", "params": {"code": code}} for i in range(4)
-    ]
-    async with GleitzeitClient(persistence="memory", max_concurrent=4) as client:
-        results = await client.run_workflow(_workflow(*tasks))
-    spans = [results[f"t{i}"]["result"] for i in range(4)]
-    assert max(start for start, _ in spans) < min(end for _, end in spans)
-
-
 def test_workers_must_be_positive() -> None:
     from gleitzeit.core.errors import ConfigurationError
 
