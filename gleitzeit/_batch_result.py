@@ -54,7 +54,11 @@ class BatchResult:
         return target
 
     def to_markdown(self, max_content: int = 500) -> str:
-        """A readable report: a summary, then one section per file."""
+        """A readable report: a summary, a table of every file, then one section per file.
+
+        Each section holds the file's content (or its error), cut to
+        ``max_content`` characters.
+        """
         lines = [
             f"# Batch {self.batch_id}",
             "",
@@ -63,7 +67,15 @@ class BatchResult:
             f"- Failed: {self.failed}",
             f"- Duration: {self.duration:.2f} s",
             "",
+            "| File | Status | Duration (s) |",
+            "|---|---|---|",
         ]
+        for path, entry in self.results.items():
+            cell = str(path).replace("|", "\\|")
+            lines.append(
+                f"| `{cell}` | {entry.get('status', '?')} | {entry.get('duration', 0.0):.2f} |"
+            )
+        lines.append("")
         for path, entry in self.results.items():
             ok = entry.get("status") == "success"
             lines.append(f"## {'✅' if ok else '❌'} {Path(path).name}")

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._batch import batch_document, expand_batch, run_batch
 from ._config import (
     DEFAULT_OLLAMA_URL,
     DEFAULT_PERSISTENCE,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
+    from ._batch_result import BatchResult
     from ._providers import Provider
     from ._stores import Store, StoredRun
 
@@ -83,7 +85,9 @@ class GleitzeitClient:
             idle workers are retired after a minute, one kept warm; about
             15 MB each).
         ollama_max_in_flight: Most requests in flight to the Ollama host at
-            once; more wait here rather than in Ollama's queue.
+            once; more wait here rather than in Ollama's queue (default None:
+            16, widened for a batch whose ``max_concurrent`` is larger; a
+            value set here also bounds batches).
         on_event: Called (in the event loop; keep it quick) with each batch
             of state-change :class:`Event` records — workflow submitted,
             started, finished; task started, completed, failed, skipped,
@@ -119,7 +123,7 @@ class GleitzeitClient:
         max_concurrent: int = 16,
         isolation: Literal["process", "inline"] = "process",
         workers: int | None = None,
-        ollama_max_in_flight: int = 16,
+        ollama_max_in_flight: int | None = None,
         on_event: Callable[[Sequence[Event]], None] | None = None,
         mcp_servers: Mapping[str, Mapping[str, Any]] | None = None,
         providers: Iterable[Provider] = (),
@@ -161,6 +165,12 @@ class GleitzeitClient:
                 f"workers must be at least 1, not {workers}; leave it None to grow the "
                 "pool with the tasks in flight.",
                 data={"option": "workers", "value": workers},
+            )
+        if ollama_max_in_flight is not None and ollama_max_in_flight < 1:
+            raise ConfigurationError(
+                f"ollama_max_in_flight must be at least 1, not {ollama_max_in_flight}; leave "
+                "it None for the default.",
+                data={"option": "ollama_max_in_flight", "value": ollama_max_in_flight},
             )
         self._python = PythonProvider(workers)
         self._ollama = OllamaProvider(self.ollama_url, max_in_flight=ollama_max_in_flight)
@@ -282,17 +292,8 @@ class GleitzeitClient:
     async def _submit(self, workflow: WorkflowSource) -> Run:
         self._check_open()
         wf = await self._load(workflow)
-        if wf.is_batch:
-            raise WorkflowError(
-                f"Workflow {wf.name!r} is a batch document (type: batch), which this "
-                "version cannot run yet; list one task per file in a regular workflow "
-                "instead.",
-                ErrorCode.METHOD_NOT_SUPPORTED,
-                {
-                    "workflow_id": wf.id,
-                    "hint": "Write one task per file, or run the files one by one.",
-                },
-            )
+        if wf.is_batch:  # one task per file, found now (off the event loop)
+            wf = await expand_batch(wf, self)
         if wf.id in self._runs:
             raise WorkflowError(
                 f"Workflow {wf.id!r} is already running; wait for it or give the new run "
@@ -605,6 +606,114 @@ class GleitzeitClient:
             "image_path": image_path,
         }
         return await self._reply_text("llm/vision", params)
+
+    # --- batches ---------------------------------------------------------------
+
+    async def batch_process(
+        self,
+        directory: str | None = None,
+        files: list[str] | None = None,
+        pattern: str = "*",
+        method: str = "llm/chat",
+        prompt: str = "Analyze this file",
+        model: str = "llama3.2:latest",
+        max_concurrent: int = 5,
+    ) -> BatchResult:
+        """Send many files through one method, ``max_concurrent`` at a time.
+
+        The batch runs as a workflow of its own (id ``BatchResult.batch_id``):
+        it is stored, reports progress through ``on_event``, and a batch cut
+        short can be finished with :meth:`resume_workflow`. Each file is read
+        when its own task runs, so a missing, unreadable, binary or over-size
+        file (or a dangling symlink) fails that file's entry only.
+
+        Args:
+            directory: A folder whose files matching ``pattern`` are processed.
+            files: Paths of files to process (besides the directory's, if given).
+            pattern: Which files of ``directory``, relative to it: ``*`` and ``?``
+                stay within a folder, ``**/`` spans folders (``**/*.md``), and
+                braces give alternatives (``*.{md,txt}``).
+            method: ``llm/chat`` or ``llm/generate`` (the file's text follows the
+                prompt), ``llm/vision`` (the file is the image).
+            prompt: What to ask about each file.
+            model: The Ollama model.
+            max_concurrent: Files in flight at once (a hard bound, and reached:
+                not held back by the default per-host Ollama bound; an
+                ``ollama_max_in_flight`` set on the client lowers it).
+
+        Returns:
+            A :class:`BatchResult`: per file its status, content (the reply),
+            error and duration.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED when neither ``directory``
+                nor ``files`` is given, the directory is missing, nothing
+                matches, ``max_concurrent`` < 1 or the method is unknown;
+                WORKFLOW_CANCELLED / WORKFLOW_TIMEOUT when the whole batch
+                stopped (partial results in ``e.data["batch"]``).
+        """
+        template = {"method": method, "model": model, "prompt": prompt}
+        doc = batch_document(
+            name=f"Batch {method}",
+            directory=directory,
+            files=files,
+            pattern=pattern,
+            template=template,
+            max_concurrent=max_concurrent,
+        )
+        return await run_batch(self, doc)
+
+    async def batch_vision(
+        self,
+        directory: str,
+        pattern: str = "*.{jpg,png,jpeg}",
+        prompt: str = "Describe this image",
+        model: str = "llava:latest",
+        *,
+        max_concurrent: int = 5,
+    ) -> BatchResult:
+        """Ask a vision model about every image in ``directory`` matching ``pattern``.
+
+        As :meth:`batch_process` with ``method="llm/vision"``: one entry per
+        image, ``max_concurrent`` images in flight.
+
+        Raises:
+            WorkflowError: as :meth:`batch_process`.
+        """
+        return await self.batch_process(
+            directory=directory,
+            pattern=pattern,
+            method="llm/vision",
+            prompt=prompt,
+            model=model,
+            max_concurrent=max_concurrent,
+        )
+
+    async def batch_python(
+        self, script: str, data_files: list[str], max_concurrent: int = 5
+    ) -> BatchResult:
+        """Run a Python script once per data file, ``max_concurrent`` at a time.
+
+        The script finds its file as ``args["file_path"]`` (also
+        ``context["file_path"]`` and the global ``file_path``) and sets the
+        global ``result``, which becomes the entry's content (as itself when it
+        is a string, else as JSON). A script that raises fails that file's
+        entry only. Each run has the default python timeout (30 s).
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED when the script does not
+                exist, ``data_files`` is empty or ``max_concurrent`` < 1; as
+                :meth:`batch_process` otherwise.
+        """
+        doc = batch_document(
+            name=f"Batch {Path(script).name}",
+            directory=None,
+            files=data_files,
+            pattern="*",
+            template={"method": "python/execute", "file": script},
+            max_concurrent=max_concurrent,
+        )
+        return await run_batch(self, doc)
 
     async def _reply_text(self, method: str, params: dict[str, Any]) -> str:
         """One llm call outside any workflow; its reply text."""

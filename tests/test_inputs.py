@@ -163,21 +163,6 @@ def test_paths_that_are_not_workflow_files_say_what_they_are(tmp_path: Path) -> 
         assert "(none)" not in str(info.value)
 
 
-async def test_a_batch_document_is_refused_with_a_fitting_hint(tmp_path: Path) -> None:
-    doc = {
-        "name": "b",
-        "type": "batch",
-        "batch": {"directory": str(tmp_path), "pattern": "*.txt"},
-        "template": {"method": "llm/chat", "prompt": "Summarize"},
-    }
-    async with GleitzeitClient(persistence="memory") as client:
-        with pytest.raises(WorkflowError) as info:
-            await client.run_workflow(doc)
-    assert info.value.code is ErrorCode.METHOD_NOT_SUPPORTED
-    assert "method the provider supports" not in str(info.value)
-    assert "one task per file" in str(info.value)
-
-
 async def test_a_long_lived_client_keeps_a_bounded_number_of_finished_runs() -> None:
     task = {"name": "t", "method": "python/execute", "params": {"code": "result = 1"}}
     async with GleitzeitClient(

@@ -7,7 +7,9 @@
   the server stops generating. An in-band ``{"error": ...}`` line is a failure
   even after a 200.
 * At most ``max_in_flight`` requests per host at once (default 16), so big
-  fan-outs queue here instead of overflowing Ollama's queue into 503s.
+  fan-outs queue here instead of overflowing Ollama's queue into 503s. A
+  default bound (not set by the user) widens for a batch that asks for more
+  files in flight (:meth:`OllamaProvider.allow`).
 * Errors are mapped by status and exception type, never by message text:
   refused/unreachable → PROVIDER_NOT_AVAILABLE; 404 → the model is missing
   (``ollama pull``); 400 → INVALID_PARAMS; 429/503 → retried, then
@@ -46,6 +48,8 @@ log = logging.getLogger("gleitzeit.ollama")
 DEFAULT_CHAT_MODEL: Final = "llama3.2:latest"
 DEFAULT_VISION_MODEL: Final = "llava:latest"
 MAX_FILE_BYTES: Final = 1 << 20
+#: Requests in flight per host when the user set no bound.
+DEFAULT_MAX_IN_FLIGHT: Final = 16
 _IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"})
 _USAGE: Final = ("done_reason", "prompt_eval_count", "eval_count", "total_duration")
 
@@ -130,7 +134,9 @@ class OllamaProvider(BaseProvider):
 
     Args:
         base_url: e.g. ``http://localhost:11434``.
-        max_in_flight: Most requests in flight to this host at once.
+        max_in_flight: Most requests in flight to this host at once; None (the
+            default) means :data:`DEFAULT_MAX_IN_FLIGHT`, widened by
+            :meth:`allow` for batches that ask for more.
         connect_timeout: Seconds to establish a connection (short: a dead
             server should fail fast).
         read_timeout: Seconds to wait for the next bytes (generous: the first
@@ -146,14 +152,17 @@ class OllamaProvider(BaseProvider):
         self,
         base_url: str,
         *,
-        max_in_flight: int = 16,
+        max_in_flight: int | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 600.0,
         retries: int = 3,
         retry_delay: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: The bound the user set, or None.
         self.max_in_flight = max_in_flight
+        #: The bound in force.
+        self.limit = max_in_flight if max_in_flight is not None else DEFAULT_MAX_IN_FLIGHT
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
@@ -163,7 +172,19 @@ class OllamaProvider(BaseProvider):
         self._transport: httpx.AsyncBaseTransport | None = None
 
     def __repr__(self) -> str:
-        return f"<OllamaProvider {self.base_url} max_in_flight={self.max_in_flight}>"
+        return f"<OllamaProvider {self.base_url} max_in_flight={self.limit}>"
+
+    def allow(self, in_flight: int) -> None:
+        """Let at least ``in_flight`` requests through at once, unless the user set a bound.
+
+        A batch asking for more files in flight than the default bound widens it
+        (for the rest of the client's life); an explicit ``max_in_flight`` holds.
+        """
+        if self.max_in_flight is not None or in_flight <= self.limit:
+            return
+        self.limit = in_flight
+        if self._limiter is not None:
+            self._limiter.total_tokens = in_flight
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -177,8 +198,9 @@ class OllamaProvider(BaseProvider):
                 timeout=timeout,
                 http2=False,
                 trust_env=False,
+                # The limiter bounds requests; the pool only keeps connections.
                 limits=httpx.Limits(
-                    max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+                    max_connections=self.max_in_flight, max_keepalive_connections=self.limit
                 ),
                 transport=self._transport,
                 headers={"Content-Type": "application/json", "Accept": "application/json"},
@@ -344,7 +366,7 @@ class OllamaProvider(BaseProvider):
     async def generate(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a streaming generation (with bounded retries) and join the reply."""
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_in_flight)
+            self._limiter = anyio.CapacityLimiter(self.limit)
         attempt = 0
         while True:
             try:

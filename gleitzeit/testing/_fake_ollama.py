@@ -92,6 +92,7 @@ class FakeOllama:
         self._fail: list[tuple[int, str]] = []
         self._drops = 0
         self._error_after: int | None = None
+        self._hold: tuple[int, float, threading.Event] | None = None
         self.requests: list[LoggedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -149,6 +150,19 @@ class FakeOllama:
             self._loaded.clear()
             self.max_in_flight = self.in_flight
             self.cancelled_generations = 0
+            if self._hold is not None:
+                self._hold[2].set()
+            self._hold = None
+
+    def hold(self, count: int, timeout: float = 30.0) -> None:
+        """Hold generations until ``count`` are in flight at once, then let all go.
+
+        For tests that a concurrency bound is reached without timing: with a
+        bound below ``count`` the held requests go on after ``timeout``
+        seconds, and :attr:`max_in_flight` shows the shortfall.
+        """
+        with self._lock:
+            self._hold = (count, timeout, threading.Event())
 
     def fail_next(
         self,
@@ -329,7 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     first_use = name not in fake._loaded
                     fake._loaded.add(name)
+                    hold = fake._hold
+                    if hold is not None and fake.in_flight >= hold[0]:
+                        hold[2].set()
                 try:
+                    if hold is not None:
+                        hold[2].wait(hold[1])
                     self._stream_reply(body, name, prompt, images, chat, first_use)
                 finally:
                     with fake._lock:
