@@ -33,4 +33,4 @@ async def main(db_path: str, script: str, data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:4])
+    trio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])
