@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,15 @@ def child_pids() -> set[int]:
         if int(fields[1]) == me:
             found.add(int(stat.parent.name))
     return found
+
+
+def hear_ctrl_c() -> None:
+    """``preexec_fn`` for a child the test interrupts: SIGINT at its default.
+
+    A shell starts background jobs with SIGINT ignored, and children inherit
+    that; Python then never raises KeyboardInterrupt, and the test would hang.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def alive(pid: int) -> bool:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import hear_ctrl_c
+
 GLEITZEIT = [sys.executable, "-m", "gleitzeit"]
 
 
@@ -203,7 +205,12 @@ tasks:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
     env["GLEITZEIT_PERSISTENCE"] = "memory"
     proc = subprocess.Popen(
-        [*GLEITZEIT, "run", wf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [*GLEITZEIT, "run", wf],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=hear_ctrl_c,
     )
     deadline = time.monotonic() + 60
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import pytest
 
 from gleitzeit import SyncGleitzeitClient, WorkflowStatus
 
-from .conftest import alive
+from .conftest import alive, hear_ctrl_c
 from .interrupt_child import WORKFLOW_ID
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ def test_ctrl_c_records_the_run_cancelled_and_resumable(tmp_path: Path, mode: st
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=hear_ctrl_c,
     )
     try:
         assert _wait_for(pids_file.exists, 60), "the slow task never started"
