@@ -47,6 +47,7 @@ from .core._scheduler import (
 from .core.errors import (
     ErrorCode,
     GleitzeitError,
+    PersistenceError,
     TaskError,
     TaskTimeoutError,
     WorkflowError,
@@ -399,7 +400,11 @@ class Engine:
             if ordered:
                 # Group commit: completions are recorded before dependents start.
                 self._stage(run, outcomes)
-                await self._flush(run)
+                try:
+                    await self._flush(run)
+                except PersistenceError as exc:
+                    self._apply_recorded(run, outcomes, exc)
+                    raise
                 self._apply(run, outcomes, stage=False)
             else:
                 self._apply(run, outcomes)
@@ -551,6 +556,22 @@ class Engine:
                     )
                 )
 
+    def _apply_recorded(
+        self, run: Run, outcomes: Sequence[_Outcome], exc: PersistenceError
+    ) -> None:
+        """Apply the outcomes a failed flush still recorded (a full disk keeps what fits).
+
+        The store's error says how many leading events of the batch it kept
+        (``events_recorded`` of ``events``); the outcomes' events end the batch.
+        """
+        total = exc.data.get("events")
+        if not isinstance(total, int):
+            return
+        lost = total - int(exc.data.get("events_recorded", 0))
+        kept = len(outcomes) - lost
+        if kept > 0:
+            self._apply(run, outcomes[:kept], stage=False)
+
     def _apply(self, run: Run, outcomes: Sequence[_Outcome], *, stage: bool = True) -> None:
         """Update the scheduler with outcomes (and stage their events)."""
         if stage:
@@ -658,6 +679,10 @@ class Engine:
         else:
             run.status = WorkflowStatus.COMPLETED
         run.finished_at = time.time()
+        if isinstance(failure, PersistenceError):
+            # The store just failed (a full disk, say): store only the run's end, the
+            # record likeliest to fit; the task events before it go to listeners only.
+            run.notices.update(id(e) for e in run.pending_events)
         run.pending_events.append(
             Event(
                 kind=EventKind.WORKFLOW_FINISHED,
