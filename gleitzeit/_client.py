@@ -41,6 +41,7 @@ from .core.errors import (
     TaskError,
     WorkflowError,
     error_from_dict,
+    error_to_dict,
     leaf_exceptions,
 )
 
@@ -403,6 +404,28 @@ class GleitzeitClient:
         self._tg.start_soon(self._execute, run, name=f"gleitzeit workflow {run.id}")
         return run.snapshot()
 
+    async def submit_workflow(self, workflow: WorkflowSource) -> Workflow:
+        """Validate a workflow and store it as ``pending`` without running it.
+
+        :meth:`resume_workflow` runs it later, from this client or from another
+        process sharing the store (``gleitzeit workflow submit`` then
+        ``gleitzeit workflow resume ID``); :meth:`cancel_workflow` marks it
+        ``cancelled`` before it ran. On the memory store it lives only as long
+        as this client.
+
+        Returns:
+            The stored workflow, ``status`` pending; its ``id`` names it.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED / WORKFLOW_CIRCULAR_DEPENDENCY
+                (nothing is stored); WORKFLOW_INVALID_STATE if a workflow with
+                this id is running in this client.
+        """
+        run = await self._submit(workflow)
+        del self._runs[run.id]  # stored, not running
+        self._finished.pop(run.id, None)  # an earlier run of this id is replaced
+        return run.snapshot()
+
     async def get_workflow_status(self, workflow_id: str) -> Workflow | None:
         """A snapshot of a workflow: ``.status``, counts, and every task's status.
 
@@ -445,19 +468,64 @@ class GleitzeitClient:
     async def cancel_workflow(self, workflow_id: str) -> bool:
         """Cancel a running workflow: no new task starts, running ones are stopped.
 
+        A stored workflow that never started (:meth:`submit_workflow`) is
+        marked ``cancelled`` with its tasks; :meth:`resume_workflow` still runs it.
+
         Returns:
-            True if the workflow was running here and is now cancelled.
+            True if the workflow was running here, or stored pending, and is now
+            cancelled; False otherwise (unknown, finished, or running in
+            another process).
         """
         self._check_open()
         await anyio.lowlevel.checkpoint()
         run = self._runs.get(workflow_id)
         if run is None or run.done.is_set():
-            return False
+            return await self._cancel_pending(workflow_id)
         run.cancel_requested = True
         if run.scope is not None:
             run.scope.cancel()
         await run.done.wait()
         return True
+
+    async def _cancel_pending(self, workflow_id: str) -> bool:
+        """Mark a stored workflow that never started ``cancelled``, with its tasks."""
+        if workflow_id in self._finished:
+            return False
+        lock = self._store.run_lock(workflow_id)
+        if lock is not None:
+            try:
+                await anyio.to_thread.run_sync(lock.acquire)
+            except WorkflowError:  # another live process is running it
+                return False
+        try:
+            stored = await self._store.load(workflow_id)
+            if stored is None or stored.status is not WorkflowStatus.PENDING:
+                return False
+            now = time.time()
+            error = WorkflowError(
+                f"Workflow {stored.workflow.name!r} was cancelled before it started; "
+                "resume it to run it.",
+                ErrorCode.WORKFLOW_CANCELLED,
+                {"workflow_id": workflow_id},
+            )
+            events = [
+                Event(kind=EventKind.TASK_CANCELLED, workflow_id=workflow_id, task_id=t.id, at=now)
+                for t in stored.workflow.tasks
+            ]
+            events.append(
+                Event(
+                    kind=EventKind.WORKFLOW_FINISHED,
+                    workflow_id=workflow_id,
+                    at=now,
+                    status=WorkflowStatus.CANCELLED.value,
+                    error=error_to_dict(error),
+                )
+            )
+            await self._engine.emit(events)
+            return True
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def resume_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Run the tasks of a stored workflow that have no recorded completion.

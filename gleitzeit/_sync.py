@@ -156,6 +156,25 @@ class SyncGleitzeitClient(SyncClientBase):
         """
         return self._call(lambda: self._client.run_workflow_async(workflow=workflow))
 
+    def submit_workflow(self, workflow: WorkflowSource) -> Workflow:
+        """Validate a workflow and store it as ``pending`` without running it.
+
+        :meth:`resume_workflow` runs it later, from this client or from another
+        process sharing the store (``gleitzeit workflow submit`` then
+        ``gleitzeit workflow resume ID``); :meth:`cancel_workflow` marks it
+        ``cancelled`` before it ran. On the memory store it lives only as long
+        as this client.
+
+        Returns:
+            The stored workflow, ``status`` pending; its ``id`` names it.
+
+        Raises:
+            WorkflowError: WORKFLOW_VALIDATION_FAILED / WORKFLOW_CIRCULAR_DEPENDENCY
+                (nothing is stored); WORKFLOW_INVALID_STATE if a workflow with
+                this id is running in this client.
+        """
+        return self._call(lambda: self._client.submit_workflow(workflow=workflow))
+
     def get_workflow_status(self, workflow_id: str) -> Workflow | None:
         """A snapshot of a workflow: ``.status``, counts, and every task's status.
 
@@ -178,8 +197,13 @@ class SyncGleitzeitClient(SyncClientBase):
     def cancel_workflow(self, workflow_id: str) -> bool:
         """Cancel a running workflow: no new task starts, running ones are stopped.
 
+        A stored workflow that never started (:meth:`submit_workflow`) is
+        marked ``cancelled`` with its tasks; :meth:`resume_workflow` still runs it.
+
         Returns:
-            True if the workflow was running here and is now cancelled.
+            True if the workflow was running here, or stored pending, and is now
+            cancelled; False otherwise (unknown, finished, or running in
+            another process).
         """
         return self._call(lambda: self._client.cancel_workflow(workflow_id=workflow_id))
 

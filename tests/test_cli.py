@@ -351,3 +351,40 @@ def test_tables_on_a_terminal_and_plain_through_pipes(tmp_path: Path) -> None:
     assert code == 0, screen
     assert "python/execute" in screen
     assert "│" in screen or "┃" in screen
+
+
+def test_workflow_submit_then_status_resume_cancel_across_processes(tmp_path: Path) -> None:
+    """`workflow submit` stores a workflow pending and prints its id; another process
+    sees it pending and `workflow resume` runs it; a second submitted workflow is
+    cancelled by `workflow cancel` (and stays so); the memory store is refused."""
+    db = str(tmp_path / "s.db")
+    store = ["--persistence", "sqlite", "--db-path", db]
+    submitted = run_cli(*store, "workflow", "submit", write(tmp_path, GOOD))
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    assert f"gleitzeit workflow resume {workflow_id}" in submitted.stderr
+    status = json.loads(run_cli(*store, "workflow", "status", workflow_id, "--json").stdout)
+    assert status["status"] == "pending"
+    assert [t["status"] for t in status["tasks"]] == ["pending", "pending"]
+    resumed = run_cli(*store, "workflow", "resume", workflow_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["b"]["result"] == 42
+    status = json.loads(run_cli(*store, "workflow", "status", workflow_id, "--json").stdout)
+    assert (status["status"], status["completed_tasks"]) == ("completed", 2)
+
+    second = run_cli(*store, "workflow", "submit", write(tmp_path, GOOD, "w2.yaml"), "--json")
+    other = json.loads(second.stdout)
+    assert other["status"] == "pending"
+    cancelled = run_cli(*store, "workflow", "cancel", other["workflow_id"], "--json")
+    assert json.loads(cancelled.stdout) == {
+        "workflow_id": other["workflow_id"],
+        "cancelled": True,
+        "status": "cancelled",
+    }
+    again = run_cli(*store, "workflow", "cancel", other["workflow_id"])
+    assert again.returncode == 0
+    assert "not cancelled: it is cancelled already" in again.stdout
+    assert run_cli(*store, "workflow", "cancel", "no-such-id").returncode == 6
+    memory = run_cli("--persistence", "memory", "workflow", "submit", write(tmp_path, GOOD))
+    assert memory.returncode == 2
+    assert "durable store" in memory.stderr

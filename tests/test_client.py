@@ -463,3 +463,57 @@ async def test_legacy_mcp_workflow_runs_on_the_builtin_tools() -> None:
     assert results["multiply"]["result"] == 36
     assert results["concat"]["response"] == "hello | 36"
     assert info.value.code == ErrorCode.INVALID_PARAMS
+
+
+@pytest.mark.parametrize("persistence", ["memory", "sqlite", "journal"])
+async def test_submit_stores_pending_and_resume_runs_it(tmp_path: Path, persistence: str) -> None:
+    """submit_workflow validates and stores a workflow `pending` without running it;
+    resume_workflow (from a later client on a durable store) runs it; an invalid
+    workflow is refused before anything is stored."""
+    path = tmp_path / "runs.db"
+    doc = {
+        "name": "later",
+        "tasks": [py("a", "result = 2"), py("b", "result = ${a.result} + 1", dependencies=["a"])],
+    }
+    async with client(persistence=persistence, db_path=path) as c:
+        wf = await c.submit_workflow(doc)
+        assert wf.status is WorkflowStatus.PENDING
+        status = await c.get_workflow_status(wf.id)
+        assert status is not None
+        assert status.status is WorkflowStatus.PENDING
+        assert [t.status for t in status.tasks] == [TaskStatus.PENDING] * 2
+        assert await c.get_task_result(wf.id, "a") is None
+        with pytest.raises(WorkflowError) as info:
+            await c.submit_workflow({"name": "bad", "tasks": [py("x", "1", dependencies=["y"])]})
+        assert info.value.code == ErrorCode.WORKFLOW_VALIDATION_FAILED
+        assert [w.name for w in await c.list_workflows()] == ["later"]
+        if persistence == "memory":  # nothing outlives this client
+            results = await c.resume_workflow(wf.id)
+            assert {k: v["result"] for k, v in results.items()} == {"a": 2, "b": 3}
+            return
+    async with client(persistence=persistence, db_path=path) as c:
+        results = await c.resume_workflow(wf.id)
+        status = await c.get_workflow_status(wf.id)
+    assert {k: v["result"] for k, v in results.items()} == {"a": 2, "b": 3}
+    assert status is not None
+    assert status.status is WorkflowStatus.COMPLETED
+
+
+@pytest.mark.parametrize("persistence", ["memory", "sqlite"])
+async def test_cancel_a_submitted_workflow(tmp_path: Path, persistence: str) -> None:
+    """Cancelling a stored pending workflow marks it and its tasks cancelled; it can
+    still be resumed; cancelling it again, or an unknown id, returns False."""
+    path = tmp_path / "runs.db"
+    async with client(persistence=persistence, db_path=path) as c:
+        wf = await c.submit_workflow({"name": "c", "tasks": [py("a", "result = 1")]})
+        assert await c.cancel_workflow(wf.id) is True
+        status = await c.get_workflow_status(wf.id)
+        assert status is not None
+        assert status.status is WorkflowStatus.CANCELLED
+        assert [t.status for t in status.tasks] == [TaskStatus.CANCELLED]
+        assert await c.cancel_workflow(wf.id) is False
+        assert await c.cancel_workflow("no-such-workflow") is False
+        with pytest.raises(WorkflowError) as info:
+            await c.wait_for_workflow(wf.id)
+        assert info.value.code == ErrorCode.WORKFLOW_CANCELLED
+        assert (await c.resume_workflow(wf.id))["a"]["result"] == 1

@@ -361,6 +361,39 @@ def workflow() -> None:
     """Inspect and control stored workflows."""
 
 
+@workflow.command("submit")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_json_option
+@click.pass_obj
+def workflow_submit(state: _State, file: str, as_json: bool) -> None:
+    """Validate the workflow in FILE and store it as pending; print its id.
+
+    Nothing runs: 'gleitzeit workflow resume ID' runs it (from any process
+    sharing the store), 'gleitzeit workflow cancel ID' drops it.
+    """
+    if state.options.get("persistence") == "memory":
+        _fail(
+            state,
+            ConfigurationError(
+                "workflow submit needs a durable store: the memory store forgets the "
+                "workflow when this command exits; use --persistence sqlite (or journal, redis).",
+                data={"option": "persistence", "value": "memory"},
+            ),
+        )
+    wf = _call(state, lambda c: c.submit_workflow(file))
+    info = {**_workflow_dict(wf), "workflow_id": wf.id}
+
+    def render(info: dict[str, Any]) -> None:
+        click.echo(wf.id)
+        click.echo(
+            f"submitted {wf.name!r} ({wf.total_tasks} tasks); run it with: "
+            f"gleitzeit workflow resume {wf.id}",
+            err=True,
+        )
+
+    _show(info, as_json, render)
+
+
 @workflow.command("status")
 @click.argument("workflow_id")
 @_json_option
@@ -432,13 +465,33 @@ def workflow_resume(state: _State, workflow_id: str, as_json: bool) -> None:
 @_json_option
 @click.pass_obj
 def workflow_cancel(state: _State, workflow_id: str, as_json: bool) -> None:
-    """Cancel a workflow."""
-    cancelled = _call(state, lambda c: c.cancel_workflow(workflow_id))
-    _show(
-        {"workflow_id": workflow_id, "cancelled": cancelled},
-        as_json,
-        lambda info: click.echo(f"{workflow_id}: {'cancelled' if cancelled else 'not running'}"),
-    )
+    """Cancel a submitted workflow that has not run yet ('workflow resume' still runs it).
+
+    A workflow running in another process is stopped by interrupting that
+    process (Ctrl-C); it stays resumable.
+    """
+
+    def cancel(client: Any) -> dict[str, Any]:
+        if client.cancel_workflow(workflow_id):
+            return {"workflow_id": workflow_id, "cancelled": True, "status": "cancelled"}
+        wf = client.get_workflow_status(workflow_id)
+        if wf is None:
+            raise _not_found(workflow_id)
+        status = str(getattr(wf.status, "value", wf.status))
+        return {"workflow_id": workflow_id, "cancelled": False, "status": status}
+
+    def render(info: dict[str, Any]) -> None:
+        if info["cancelled"]:
+            click.echo(f"{workflow_id}: cancelled")
+        elif info["status"] == "running":
+            click.echo(
+                f"{workflow_id}: not cancelled: it is running in another process; interrupt "
+                "that process (Ctrl-C) to stop it, it stays resumable"
+            )
+        else:
+            click.echo(f"{workflow_id}: not cancelled: it is {info['status']} already")
+
+    _show(_call(state, cancel), as_json, render)
 
 
 @cli.group()
