@@ -208,3 +208,29 @@ async def test_aclose_drains_queued_writes(kind: str, tmp_path: Path) -> None:
         assert len(await reopened.list_runs(100)) == len(events)
     finally:
         await reopened.aclose()
+
+
+async def test_a_compaction_queued_behind_writes_keeps_them(tmp_path: Path) -> None:
+    """The journal's replayed state follows the file in the writer thread, so a
+    compaction queued right behind writes snapshots them too."""
+    store = JournalStore(tmp_path / "j.jsonl")
+    await store.open()
+    events = [_submitted(f"w{i}") for i in range(30)]
+    queued: list[str] = []
+
+    async def record(event: Event) -> None:
+        queued.append(event.workflow_id)  # record() enqueues before its first wait
+        await store.record([event])
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for event in events:
+                tg.start_soon(record, event)
+            while len(queued) < len(events):
+                await anyio.lowlevel.checkpoint()
+            await store.compact()  # queued behind every one of those writes
+        assert len(await store.list_runs(100)) == len(events)
+    finally:
+        await store.aclose()
+    replayed, _, _ = read_journal(tmp_path / "j.jsonl")
+    assert {e.workflow_id for e in replayed} == {e.workflow_id for e in events}

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import attrs
 
 from .._serde import event_from_record, event_to_record
 from ..core._events import Event, EventKind
@@ -263,21 +264,15 @@ class JournalStore:
         complete records that fit are kept (and applied); the error's data says
         how many (``events_recorded`` of ``events``).
         """
-        runs = self._runs
-        try:
-            await self._writer_or_fail().record(events)
-        except PersistenceError as exc:
-            for event in events[: exc.data.get("events_recorded", 0)]:
-                apply_event(runs, event)
-            raise
-        for event in events:
-            apply_event(runs, event)
+        await self._writer_or_fail().record(events)
 
     def _write_sync(self, batches: Sequence[Sequence[Event]]) -> None:
         """In the writer thread: append the batches with one write.
 
         Nothing of a failed write stays in the file except, for a single batch
-        on a full disk, its complete records that fit.
+        on a full disk, its complete records that fit. What was written is
+        applied to the replayed state here, in the same thread, so that state
+        always matches the file (compaction, also run here, snapshots it).
         """
         fd = self._fd
         assert fd is not None
@@ -301,23 +296,40 @@ class JournalStore:
             self._end = start + keep
             extra = {}
             if len(batches) == 1:
-                extra = {"events_recorded": data.count(b"\n", 0, keep), "events": len(batches[0])}
+                kept = data.count(b"\n", 0, keep)
+                self._apply(batches[0][:kept])
+                extra = {"events_recorded": kept, "events": len(batches[0])}
             raise _os_error(exc, self.path, "write", **extra) from exc
         self._end = start + written
+        for batch in batches:
+            self._apply(batch)
+
+    def _apply(self, events: Iterable[Event]) -> None:
+        runs = self._runs
+        for event in events:
+            apply_event(runs, event)
 
     async def load(self, workflow_id: str) -> StoredRun | None:
-        """The replayed state of one workflow."""
-        await anyio.lowlevel.checkpoint()
-        return self._runs.get(workflow_id)
+        """The replayed state of one workflow (a copy, taken in order with the writes)."""
+
+        def load() -> StoredRun | None:
+            run = self._runs.get(workflow_id)
+            return None if run is None else _copy(run)
+
+        return await self._writer_or_fail().call(load)
 
     def run_lock(self, workflow_id: str) -> None:
         """None: no other process can open this store while this one has it."""
         return None
 
     async def list_runs(self, limit: int) -> list[StoredRun]:
-        """Newest first."""
-        await anyio.lowlevel.checkpoint()
-        return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)[:limit]
+        """Newest first (copies, taken in order with the writes)."""
+
+        def newest() -> list[StoredRun]:
+            runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+            return [_copy(run) for run in runs[:limit]]
+
+        return await self._writer_or_fail().call(newest)
 
     async def compact(self) -> None:
         """Rewrite the journal as the shortest record of the current state, atomically."""
@@ -379,6 +391,16 @@ class JournalStore:
         os.close(self._fd)
         self._fd = fd
         self._end = os.fstat(fd).st_size
+
+
+def _copy(run: StoredRun) -> StoredRun:
+    """A copy the event loop may read while the writer thread changes the original."""
+    return attrs.evolve(
+        run,
+        task_status=dict(run.task_status),
+        results=dict(run.results),
+        errors=dict(run.errors),
+    )
 
 
 def _owner_path(path: Path) -> Path:
