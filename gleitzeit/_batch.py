@@ -18,6 +18,8 @@ runs it unchanged: persistence, retries, timeouts, cancellation,
   over-size file, or a dangling symlink, fails its own entry and no other.
 * Files in flight are bounded by :func:`files_in_flight`, the one place that
   resolves the batch's ``max_concurrent`` against the bounds the user set.
+* A document's own ``tasks`` follow a step with the id ``batch``
+  (``batch/collect``) that depends on every file and gathers their contents.
 * :func:`batch_result` turns the finished run into a
   :class:`~gleitzeit.BatchResult`.
 """
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 import time
 import uuid
@@ -35,10 +36,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio.lowlevel
 import anyio.to_thread
+import attrs
 
 from ._batch_files import find_files, pattern_problem
 from ._batch_result import BatchResult
-from ._loader import parse_workflow
+from ._loader import BATCH_STEP, parse_workflow
+from ._providers.batch import COLLECT_METHOD, as_text
 from ._providers.python import resolve_path
 from .core._events import EventKind
 from .core.errors import WorkflowError, WorkflowValidationError
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
     from ._client import GleitzeitClient
     from ._engine import Run
     from .core._events import Event
-    from .core._models import Workflow
+    from .core._models import Task, Workflow
     from .core.errors import GleitzeitError
 
 __all__ = [
@@ -193,7 +196,8 @@ def _split_template(template: Mapping[str, Any]) -> tuple[str, dict[str, Any], d
 
 
 def _attach(method: str, params: dict[str, Any], path: str) -> None:
-    """Give one file to one task's own params."""
+    """Give one file to one task's own params (a ``${`` in its name stays literal)."""
+    path = path.replace("${", "$${")
     if method == "python/execute":
         key = "context" if "context" in params and "args" not in params else "args"
         inputs = params.get(key)
@@ -245,6 +249,21 @@ async def expand_batch(workflow: Workflow, client: GleitzeitClient) -> Workflow:
                 **copy.deepcopy(fields),
             }
         )
+    if workflow.tasks:  # the document's own steps, after a step gathering every file
+        field = "result" if method == "python/execute" else "response"
+        if not method.startswith(("llm/", "python/")):
+            field = "result"
+        tasks.append(
+            {
+                "id": BATCH_STEP,
+                "name": BATCH_STEP,
+                "method": COLLECT_METHOD,
+                "params": {
+                    "entries": {t["metadata"][FILE_KEY]: f"${{{t['id']}.{field}}}" for t in tasks}
+                },
+            }
+        )
+        tasks.extend(_step_doc(t) for t in workflow.tasks)
     doc: dict[str, Any] = {
         "id": workflow.id,
         "name": workflow.name,
@@ -270,6 +289,30 @@ async def expand_batch(workflow: Workflow, client: GleitzeitClient) -> Workflow:
         doc["mcp_servers"] = workflow.mcp_servers
     await anyio.lowlevel.checkpoint()
     return parse_workflow(doc, source_dir=workflow.source_dir, methods=client.providers.methods)
+
+
+def _step_doc(task: Task) -> dict[str, Any]:
+    """A validated task as a document entry again (to be validated with the files)."""
+    doc: dict[str, Any] = {
+        "id": task.id,
+        "name": task.name,
+        "method": task.method,
+        "params": copy.deepcopy(task.params),
+        "dependencies": list(task.dependencies),
+        "priority": task.priority,
+    }
+    if task.timeout is not None:
+        doc["timeout"] = task.timeout
+    if task.retry is not None:
+        doc["retry"] = attrs.asdict(task.retry)
+    for key in ("isolation", "description"):
+        if getattr(task, key) is not None:
+            doc[key] = getattr(task, key)
+    if task.tags:
+        doc["tags"] = list(task.tags)
+    if task.metadata:
+        doc["metadata"] = copy.deepcopy(task.metadata)
+    return doc
 
 
 def batch_document(
@@ -358,12 +401,11 @@ async def run_batch(client: GleitzeitClient, document: dict[str, Any]) -> BatchR
 def entry_content(method: str, result: Mapping[str, Any]) -> str:
     """An entry's content: an LLM's reply, or a script's ``result`` (as JSON unless text)."""
     if method == "python/execute":
-        value = result.get("result")
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return as_text(result.get("result"))
     for key in ("response", "content", "result"):
         value = result.get(key)
         if value is not None:
-            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            return as_text(value)
     return ""
 
 

@@ -28,6 +28,7 @@ from ._config import (
 from ._engine import Engine, Run, stored_snapshot
 from ._loader import WorkflowSource, load_workflow
 from ._providers import Call, ProviderRegistry
+from ._providers.batch import BatchProvider
 from ._providers.builtin import BuiltinToolsProvider
 from ._providers.mcp import McpProvider
 from ._providers.ollama import DEFAULT_CHAT_MODEL, DEFAULT_VISION_MODEL, OllamaProvider
@@ -178,7 +179,13 @@ class GleitzeitClient:
         self._store = self._make_store()
         #: Every provider of this client, and the methods they serve.
         self.providers = ProviderRegistry(
-            [self._python, self._ollama, BuiltinToolsProvider(), McpProvider(mcp_servers)]
+            [
+                self._python,
+                self._ollama,
+                BuiltinToolsProvider(),
+                McpProvider(mcp_servers),
+                BatchProvider(),
+            ]
         )
         for provider in providers:
             self.providers.register(provider)

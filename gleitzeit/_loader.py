@@ -335,12 +335,8 @@ def _parse_workflow(
     graph: tuple[list[list[int]], bytearray] | None = None
     if is_batch:
         batch, template = _parse_batch(doc, problems, methods, source_dir)
-        if "tasks" in doc:
-            problems.add(
-                "a batch document takes no 'tasks'; its tasks come from 'batch' and 'template'",
-                None,
-                "tasks",
-            )
+        if "tasks" in doc:  # steps after the files: they may use ${batch.result}
+            tasks = _parse_batch_steps(doc, problems, methods, source_dir)
     else:
         for key in ("batch", "template", "protocol"):
             if key in doc:
@@ -804,6 +800,21 @@ def _parse_retry(raw: Any, problems: _Problems, label: str) -> RetryPolicy | Non
         max_delay=float(cap) if cap is not None and cap >= 0 else defaults.max_delay,
         jitter=defaults.jitter if jitter is None else jitter,
     )
+
+
+#: The id of the step that gathers a batch's per-file contents.
+BATCH_STEP: Final = "batch"
+
+
+def _parse_batch_steps(
+    doc: Mapping[str, Any], problems: _Problems, methods: MethodTable, source_dir: str | None
+) -> tuple[Task, ...]:
+    """A batch document's own steps, checked beside the ``batch`` step they may use."""
+    raw = doc.get("tasks")
+    if isinstance(raw, list):
+        raw = [*raw, {"id": BATCH_STEP, "method": "batch/collect", "params": {"entries": {}}}]
+    tasks, _ = _parse_tasks({**doc, "tasks": raw}, problems, methods, source_dir)
+    return tuple(t for t in tasks if t.id != BATCH_STEP or t.method != "batch/collect")
 
 
 def _parse_batch(

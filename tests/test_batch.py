@@ -612,3 +612,93 @@ async def test_the_earlier_systems_batch_document_runs(tmp_path: Path) -> None:
     rows = {Path(r["result"]["file"]).name: r["result"]["rows"] for r in results.values()}
     assert rows == {"a.csv": 2, "b.csv": 1}
     assert list(results) == ["file-data-a-csv", "file-data-b-csv"]
+
+
+async def test_steps_after_the_files_use_the_batch_step(tmp_path: Path, ollama: FakeOllama) -> None:
+    """A batch document's own `tasks` run after every file, reading `${batch.result}`."""
+    a, b = write(tmp_path / "docs/a.txt", "A"), write(tmp_path / "docs/b.txt", "B")
+    doc = {
+        "name": "summaries and a report",
+        "type": "batch",
+        "batch": {"directory": str(tmp_path / "docs")},
+        "template": {"method": "llm/chat", "prompt": "Summarise"},
+        "tasks": [
+            {
+                "name": "count",
+                "method": "python/execute",
+                "params": {
+                    "code": "result = sorted(args['all'])",
+                    "args": {"all": "${batch.result}"},
+                },
+            },
+            {"name": "report", "method": "llm/chat", "params": {"prompt": "Join: ${batch.result}"}},
+        ],
+    }
+    async with client(ollama.url, isolation="inline") as c:
+        results = await c.run_workflow(doc)
+    assert results["count"]["result"] == [str(a), str(b)]
+    assert results["batch"]["result"][str(a)] == expected_reply("Summarise", a)
+    gathered = json.dumps(results["batch"]["result"], ensure_ascii=False)
+    assert results["report"]["response"] == FakeOllama.reply_for(MODEL, f"Join: {gathered}")
+    assert list(results)[-3:] == ["batch", "count", "report"]
+
+
+async def test_steps_after_a_failed_file_are_skipped(tmp_path: Path) -> None:
+    """A failed file fails its entry; the steps after the files are skipped, and
+    run_workflow raises that file's error with the other results."""
+    write(tmp_path / "docs/a.txt", "ok")
+    (tmp_path / "docs/b.txt").symlink_to(tmp_path / "nowhere")
+    doc = {
+        "name": "with a bad file",
+        "batch": {"directory": str(tmp_path / "docs")},
+        "template": {"method": "python/execute", "code": "result = open(file_path).close()"},
+        "tasks": [
+            {
+                "name": "after",
+                "method": "python/execute",
+                "params": {"code": "result = 1"},
+                "dependencies": ["batch"],
+            }
+        ],
+    }
+    async with client(isolation="inline") as c:
+        with pytest.raises(TaskError) as info:
+            await c.run_workflow(doc)
+        status = await c.get_workflow_status(info.value.data["workflow_id"])
+    assert info.value.data["task_id"] == task_ids([str(tmp_path / "docs/b.txt")])[0]
+    assert status is not None
+    statuses = {t.id: str(t.status) for t in status.tasks}
+    assert statuses["batch"] == statuses["after"] == "skipped"
+
+
+def test_steps_of_a_batch_document_are_validated_when_loaded() -> None:
+    """Steps may name `batch`; any other unknown task is a problem found at load time."""
+    from gleitzeit import load_workflow
+
+    base = {
+        "name": "b",
+        "batch": {"directory": "docs"},
+        "template": {"method": "llm/chat", "prompt": "x"},
+    }
+    ok = {
+        **base,
+        "tasks": [{"name": "r", "method": "llm/chat", "params": {"prompt": "${batch.result}"}}],
+    }
+    assert [t.id for t in load_workflow(ok).tasks] == ["r"]
+    bad = {
+        **base,
+        "tasks": [{"name": "r", "method": "llm/chat", "params": {"prompt": "${nope.x}"}}],
+    }
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(bad)
+    check_error(info.value, ErrorCode.WORKFLOW_VALIDATION_FAILED, "nope")
+
+
+async def test_a_dollar_brace_in_a_file_name_stays_literal(tmp_path: Path) -> None:
+    """A file called `${x}.txt` is a file, not a reference."""
+    path = write(tmp_path / "${x}.txt", "odd")
+    async with client(isolation="inline") as c:
+        result = await c.batch_python(
+            str(write(tmp_path / "s.py", "result = file_path")), [str(path)]
+        )
+    assert result.results[str(path)]["content"] == str(path)

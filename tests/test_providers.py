@@ -159,6 +159,7 @@ def test_load_workflow_without_a_client_knows_only_the_builtins() -> None:
         "mcp/tool.add",
         "mcp/tool.multiply",
         "mcp/tool.concat",
+        "batch/collect",
     }
 
 

@@ -310,8 +310,9 @@ def validation_error(name: str | None, problems: list[dict[str, Any]]) -> Workfl
 def builtin_methods() -> MethodTable:
     """The methods of the built-in providers (python, ollama, built-in tools):
     what :func:`gleitzeit.load_workflow` validates against without a client."""
+    from .batch import BATCH_SPECS
     from .builtin import BUILTIN_SPECS
     from .ollama import OLLAMA_SPECS
     from .python import PYTHON_SPECS
 
-    return MethodTable([*PYTHON_SPECS, *OLLAMA_SPECS, *BUILTIN_SPECS])
+    return MethodTable([*PYTHON_SPECS, *OLLAMA_SPECS, *BUILTIN_SPECS, *BATCH_SPECS])
