@@ -75,10 +75,10 @@ PYTHON_DEFAULT_TIMEOUT: Final = 30.0
 #: Receives each batch of events (after the store has recorded it).
 Listener: TypeAlias = "Callable[[Sequence[Event]], None]"
 
-# An outcome: (task index, result or None, error or None, attempts)
-_Outcome = tuple[int, "dict[str, Any] | None", "GleitzeitError | None", int]
+# An outcome: (task index, result or None, error or None, attempts, last attempt's start)
+_Outcome = tuple[int, "dict[str, Any] | None", "GleitzeitError | None", int, float]
 #: Sent by a task to wake the scheduler for its start event (index -1: no outcome).
-_WAKE: _Outcome = (-1, None, None, 0)
+_WAKE: _Outcome = (-1, None, None, 0, 0.0)
 
 
 @attrs.define(eq=False, repr=False)
@@ -350,10 +350,11 @@ class Engine:
                     task = tasks[i]
                     provider = provider_of(task.method)
                     if task.retry is None and provider is not None:
+                        start = 0.0 if fast else time.time()
                         try:
                             call = self.call_for(run, i)
                         except GleitzeitError as exc:
-                            outcome: _Outcome = (i, None, exc, 1)
+                            outcome: _Outcome = (i, None, exc, 1, start)
                         else:
                             if not provider.runs_inline(call):
                                 inflight += 1
@@ -366,11 +367,11 @@ class Engine:
                                         kind=EventKind.TASK_STARTED,
                                         workflow_id=run.id,
                                         task_id=task.id,
-                                        at=time.time(),
+                                        at=start,
                                         attempt=1,
                                     ),
                                 )
-                            outcome = self._run_inline(provider, call, i)
+                            outcome = self._run_inline(provider, call, i, start)
                         inline_runs += 1
                         if ordered:
                             outcomes.append(outcome)
@@ -411,13 +412,13 @@ class Engine:
                 await self._flush(run)
             outcomes.clear()
 
-    def _run_inline(self, provider: Provider, call: Call, i: int) -> _Outcome:
+    def _run_inline(self, provider: Provider, call: Call, i: int, start: float) -> _Outcome:
         try:
-            return (i, self._call_inline(provider, call), None, 1)
+            return (i, self._call_inline(provider, call), None, 1, start)
         except GleitzeitError as exc:
-            return (i, None, exc, 1)
+            return (i, None, exc, 1, start)
         except Exception as exc:
-            return (i, None, self._unexpected(call, exc), 1)
+            return (i, None, self._unexpected(call, exc), 1, start)
 
     def _call_inline(self, provider: Provider, call: Call) -> dict[str, Any]:
         """Run a call on the event loop; a timeout can only be noticed afterwards."""
@@ -435,13 +436,14 @@ class Engine:
         attempt = 0
         while True:
             attempt += 1
+            start = time.time()
             if self.task_events:
                 run.pending_events.append(
                     Event(
                         kind=EventKind.TASK_STARTED,
                         workflow_id=run.id,
                         task_id=task.id,
-                        at=time.time(),
+                        at=start,
                         attempt=attempt,
                     )
                 )
@@ -457,7 +459,7 @@ class Engine:
             except Exception as exc:
                 error = self._unexpected(call, exc, task.id)
             else:
-                send.send_nowait((i, result, None, attempt))
+                send.send_nowait((i, result, None, attempt, start))
                 return
             if task.retry is not None and attempt < task.retry.max_attempts:
                 if self.listeners:
@@ -484,7 +486,7 @@ class Engine:
                 await anyio.sleep(delay)
                 call = None  # substitute again: cheap, and keeps attempts identical
                 continue
-            send.send_nowait((i, None, error, attempt))
+            send.send_nowait((i, None, error, attempt, start))
             return
 
     async def run_call(self, call: Call) -> dict[str, Any]:
@@ -526,7 +528,7 @@ class Engine:
         tasks = run.workflow.tasks
         now = time.time()
         events = run.pending_events
-        for i, result, error, attempts in outcomes:
+        for i, result, error, attempts, started in outcomes:
             tid = tasks[i].id
             if error is not None:  # errors name their task and workflow end to end
                 error.data.setdefault("task_id", tid)
@@ -542,6 +544,7 @@ class Engine:
                         at=now,
                         attempt=attempts,
                         result=result,
+                        started_at=started,
                     )
                 )
             else:
@@ -553,6 +556,7 @@ class Engine:
                         at=now,
                         attempt=attempts,
                         error=error_to_dict(error),
+                        started_at=started,
                     )
                 )
 
@@ -578,7 +582,7 @@ class Engine:
             self._stage(run, outcomes)
         sched = run.sched
         tasks = run.workflow.tasks
-        for i, result, error, _attempts in outcomes:
+        for i, result, error, _attempts, _started in outcomes:
             tid = tasks[i].id
             if error is None:
                 assert result is not None

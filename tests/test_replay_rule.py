@@ -64,6 +64,10 @@ def _step(draw: st.DrawFn) -> dict[str, Any]:
         step["result"] = {"result": draw(st.integers(-5, 5)), "out": [], "nested": {"k": []}}
     elif kind is EventKind.TASK_FAILED:
         step["error"] = ERROR
+    if kind in (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED):
+        step["started_at"] = draw(st.sampled_from([None, 1.5]))
+    if kind is not EventKind.TASK_SKIPPED and kind is not EventKind.TASK_CANCELLED:
+        step["attempt"] = draw(st.integers(0, 2))
     return step
 
 
@@ -130,7 +134,11 @@ def test_sqlite_follows_the_replay_rule(tmp_path: Path, steps: list[list[dict[st
     batches = _events(steps)
     path = tmp_path / f"g{next(_counter)}.db"
     got = anyio.run(_stored, lambda: SqliteStore(path), batches)
-    assert _fields(got) == _fields(_expected(batches))
+    expected = _expected(batches)
+    assert _fields(got) == _fields(expected)
+    assert got is not None
+    assert expected is not None
+    assert got.task_times == expected.task_times
 
 
 @settings(max_examples=60)
@@ -140,7 +148,11 @@ def test_journal_follows_the_replay_rule(tmp_path: Path, steps: list[list[dict[s
     batches = _events(steps)
     path = tmp_path / f"j{next(_counter)}.jsonl"
     got = anyio.run(_stored, lambda: JournalStore(path), batches)
-    assert _fields(got) == _fields(_expected(batches))
+    expected = _expected(batches)
+    assert _fields(got) == _fields(expected)
+    assert got is not None
+    assert expected is not None
+    assert got.task_times == expected.task_times
 
 
 @settings(max_examples=60)

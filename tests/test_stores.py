@@ -216,6 +216,60 @@ async def test_sqlite_schema_is_versioned_and_wal(tmp_path: Path) -> None:
         await SqliteStore(path).open()
 
 
+async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
+    """A schema-1 database (before attempt start times) is migrated on open: its runs
+    and results stay readable, without times, and new runs record their times."""
+    from gleitzeit import load_workflow
+    from gleitzeit._serde import unstructure_workflow
+    from gleitzeit._stores.sqlite import _MIGRATIONS
+
+    old = load_workflow(
+        {
+            "id": "old",
+            "name": "old",
+            "tasks": [{"id": "a", "method": "python/execute", "params": {"code": "result = 1"}}],
+        }
+    )
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0])
+    db.execute(
+        "INSERT INTO workflows (id, name, status, definition, total_tasks, created_at) "
+        "VALUES ('old', 'old', 'completed', ?, 1, 1.0)",
+        (json.dumps(unstructure_workflow(old)),),
+    )
+    db.execute(
+        "INSERT INTO tasks (workflow_id, task_id, status, result, attempt, updated_at) "
+        "VALUES ('old', 'a', 'completed', '{\"result\": 1}', 1, 2.0)"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    async with GleitzeitClient(persistence="sqlite", db_path=path, isolation="inline") as c:
+        assert await c.get_task_result("old", "a") == {"result": 1}
+        stored = await c._store.load("old")
+        assert stored is not None
+        assert stored.task_times == {}
+        await c.run_workflow(
+            {
+                "id": "new",
+                "name": "new",
+                "tasks": [
+                    {"name": "b", "method": "python/execute", "params": {"code": "result = 2"}}
+                ],
+            }
+        )
+        fresh = await c._store.load("new")
+    assert fresh is not None
+    ((start, end, status, attempt),) = fresh.task_times["b"]
+    assert end is not None
+    assert start <= end
+    assert (status, attempt) == ("completed", 1)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+
+
 async def test_sqlite_rejects_a_foreign_file(tmp_path: Path) -> None:
     """A file that is not a database is PERSISTENCE_INTEGRITY_ERROR."""
     path = tmp_path / "g.db"
@@ -295,3 +349,70 @@ def test_sqlite_falls_back_to_the_journal_without_sqlite3(
     assert isinstance(store, JournalStore)
     assert store.path == tmp_path / "g.jsonl"
     assert "sqlite3 module is not available" in caplog.text
+
+
+@pytest.mark.parametrize("persistence", ["sqlite", "journal"])
+async def test_attempt_times_are_stored(tmp_path: Path, persistence: str) -> None:
+    """Completions and failures carry their attempt's start (`started_at`); a new
+    client reads every finished task's (start, end, status, attempt) back, a
+    retried task with its attempt number, a skipped one without times."""
+    from gleitzeit.core.errors import TaskError
+
+    tries = tmp_path / "tries"
+    flaky = (
+        f"import pathlib; p = pathlib.Path({str(tries)!r}); "
+        "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+        "assert n >= 1, 'first attempt fails'; result = n"
+    )
+    wf = {
+        "id": "timed",
+        "name": "timed",
+        "tasks": [
+            {
+                "name": "flaky",
+                "method": "python/execute",
+                "params": {"code": flaky},
+                "retry": {"max_attempts": 3, "base_delay": 0.01, "jitter": False},
+            },
+            {
+                "name": "after",
+                "method": "python/execute",
+                "params": {"code": "result = 1"},
+                "dependencies": ["flaky"],
+            },
+            {"name": "bad", "method": "python/execute", "params": {"code": "raise ValueError"}},
+            {
+                "name": "never",
+                "method": "python/execute",
+                "params": {"code": "result = 1"},
+                "dependencies": ["bad"],
+            },
+        ],
+    }
+    events: list[Event] = []
+    path = tmp_path / "store"
+    options = {"persistence": persistence, "db_path": path, "isolation": "inline"}
+    async with GleitzeitClient(**options, on_event=events.extend) as c:  # type: ignore[arg-type]
+        with pytest.raises(TaskError):
+            await c.run_workflow(wf)
+    ends = {
+        e.task_id: e
+        for e in events
+        if e.kind in (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED) and e.status is None
+    }
+    assert all(e.started_at is not None and e.started_at <= e.at for e in ends.values())
+    async with GleitzeitClient(**options) as c:  # type: ignore[arg-type]
+        stored = await c._store.load("timed")
+    assert stored is not None
+    times = stored.task_times
+    assert set(times) == {"flaky", "after", "bad"}
+    for tid, ((start, end, status, attempt),) in times.items():
+        assert end is not None
+        assert start <= end
+        assert (start, end) == (ends[tid].started_at, ends[tid].at)
+        assert status == stored.task_status[tid]
+        assert attempt == (2 if tid == "flaky" else 1)
+    flaky_end = times["flaky"][0].end
+    assert flaky_end is not None
+    assert times["after"][0].start >= flaky_end
+    assert times["bad"][0].status == "failed"

@@ -6,14 +6,14 @@ Every store keeps (or rebuilds on open) one :class:`StoredRun` per workflow;
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
 from ..core._events import Event, EventKind
 from ..core._models import Workflow, WorkflowStatus
 
-__all__ = ["EVENT_OF_STATUS", "STATUS_OF_EVENT", "StoredRun", "apply_event"]
+__all__ = ["EVENT_OF_STATUS", "STATUS_OF_EVENT", "AttemptTime", "StoredRun", "apply_event"]
 
 #: The task status each task event leads to, and back.
 STATUS_OF_EVENT: dict[EventKind, str] = {
@@ -26,12 +26,28 @@ STATUS_OF_EVENT: dict[EventKind, str] = {
 EVENT_OF_STATUS: dict[str, EventKind] = {v: k for k, v in STATUS_OF_EVENT.items()}
 
 
+class AttemptTime(NamedTuple):
+    """When a task's recorded attempt ran: ``(start, end, status, attempt)``.
+
+    ``end`` is None while it runs; ``attempt`` counts from 1 (0: unknown), so
+    ``attempt - 1`` earlier attempts of the task failed and were retried.
+    """
+
+    start: float
+    end: float | None
+    status: str
+    attempt: int
+
+
 @attrs.define(eq=False)
 class StoredRun:
     """What a store knows about one workflow.
 
     ``task_status`` holds only tasks that left ``pending``; ``results`` only
     completed tasks; ``errors`` only failed ones (as :func:`error_to_dict`).
+    ``task_times`` holds, per task whose start is known, its recorded
+    attempts as :class:`AttemptTime` (today the latest one: attempts retried
+    within a run are reported to ``on_event`` listeners, not stored).
     """
 
     workflow: Workflow
@@ -43,6 +59,7 @@ class StoredRun:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    task_times: dict[str, list[AttemptTime]] = attrs.Factory(dict)
 
     def __repr__(self) -> str:
         return (
@@ -74,6 +91,7 @@ def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
         if run.task_status.get(task_id) == "completed":
             return
         run.task_status[task_id] = status
+        _time(run, event, task_id, status)
         if status == "completed":
             run.results[task_id] = event.result or {}
             run.errors.pop(task_id, None)
@@ -91,7 +109,30 @@ def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
             if previous != "completed":
                 del run.task_status[tid]
                 run.errors.pop(tid, None)
+                run.task_times.pop(tid, None)
     elif kind is EventKind.WORKFLOW_FINISHED:
         run.status = WorkflowStatus(event.status or "failed")
         run.finished_at = event.at
         run.error = event.error
+
+
+def _time(run: StoredRun, event: Event, task_id: str, status: str) -> None:
+    """Track when a task's attempt started and ended.
+
+    A start comes from a ``task_started`` event (its ``at``) or from the
+    ``started_at`` of a completion or failure; any other event of a started
+    task keeps its start and ends it (sqlite does the same with
+    ``coalesce``).
+    """
+    if status == "running":
+        start: float | None = event.at
+    else:
+        start = event.started_at
+    previous = run.task_times.get(task_id)
+    if start is None and previous:
+        start = previous[-1].start
+    if start is None:
+        return
+    attempt = event.attempt or (previous[-1].attempt if previous else 0)
+    end = None if status == "running" else event.at
+    run.task_times[task_id] = [AttemptTime(start, end, status, attempt)]

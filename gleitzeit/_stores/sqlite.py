@@ -32,7 +32,7 @@ from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
 from ._owner import RunLock
-from ._state import STATUS_OF_EVENT, StoredRun
+from ._state import STATUS_OF_EVENT, AttemptTime, StoredRun
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -74,6 +74,10 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (workflow_id, task_id)
     ) WITHOUT ROWID;
     CREATE INDEX tasks_by_status ON tasks (workflow_id, status);
+    """,
+    # version 2: when the task's recorded attempt started (the run report's timeline)
+    """
+    ALTER TABLE tasks ADD COLUMN started_at REAL;
     """,
 )
 #: The schema version this code writes.
@@ -352,6 +356,7 @@ class SqliteStore:
                             _dumps(e.error),
                             e.attempt,
                             e.at,
+                            e.at if kind is EventKind.TASK_STARTED else e.started_at,
                         )
                     )
             _flush_tasks(db, task_rows)
@@ -393,11 +398,15 @@ class SqliteStore:
             finished_at=finished,
             error=json.loads(error) if error else None,
         )
-        for task_id, task_status, result, task_error in db.execute(
-            "SELECT task_id, status, result, error FROM tasks WHERE workflow_id = ?",
+        for task_id, task_status, result, task_error, attempt, at, started in db.execute(
+            "SELECT task_id, status, result, error, attempt, updated_at, started_at "
+            "FROM tasks WHERE workflow_id = ?",
             (workflow_id,),
         ):
             run.task_status[task_id] = task_status
+            if started is not None:
+                end = None if task_status == "running" else at
+                run.task_times[task_id] = [AttemptTime(started, end, task_status, attempt)]
             if task_status == "completed":
                 run.results[task_id] = json.loads(result) if result else {}
             elif task_status == "failed" and task_error:
@@ -427,10 +436,14 @@ class SqliteStore:
 def _flush_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     if rows:
         db.executemany(
-            "INSERT INTO tasks (workflow_id, task_id, status, result, error, attempt, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, task_id) DO UPDATE SET "
-            "status=excluded.status, result=excluded.result, error=excluded.error, "
-            "attempt=excluded.attempt, updated_at=excluded.updated_at "
+            "INSERT INTO tasks (workflow_id, task_id, status, result, error, attempt, updated_at, "
+            "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, task_id) DO "
+            "UPDATE SET status=excluded.status, result=excluded.result, error=excluded.error, "
+            # an event that names no attempt (a skip, a cancel) keeps the started one's
+            "attempt=CASE WHEN excluded.attempt != 0 OR tasks.started_at IS NULL "
+            "THEN excluded.attempt ELSE tasks.attempt END, "
+            "updated_at=excluded.updated_at, "
+            "started_at=coalesce(excluded.started_at, tasks.started_at) "
             "WHERE tasks.status != 'completed'",  # a recorded completion is final
             rows,
         )

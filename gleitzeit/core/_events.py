@@ -43,6 +43,9 @@ class Event:
     error: dict[str, Any] | None = attrs.field(default=None, repr=False)
     status: str | None = None
     workflow: Workflow | None = attrs.field(default=None, repr=False)
+    #: When the attempt that completed or failed started (task_completed and
+    #: task_failed events); with ``at`` it gives the attempt's duration.
+    started_at: float | None = None
 
 
 attrs.resolve_types(Event)  # before __module__ changes where names are looked up
