@@ -153,6 +153,28 @@ def test_journal_follows_the_replay_rule(tmp_path: Path, steps: list[list[dict[s
     assert got is not None
     assert expected is not None
     assert got.task_times == expected.task_times
+    compacted = anyio.run(_compacted, path)
+    assert compacted is not None
+    assert compacted.task_status == expected.task_status
+    assert compacted.results == expected.results
+    assert compacted.errors == expected.errors
+    assert compacted.task_times == expected.task_times
+
+
+async def _compacted(path: Path) -> StoredRun | None:
+    """The state of a journal after compacting it, as a new process reads it."""
+    store = JournalStore(path)
+    await store.open()
+    try:
+        await store.compact()
+    finally:
+        await store.aclose()
+    again = JournalStore(path)
+    await again.open()
+    try:
+        return await again.load(WORKFLOW.id)
+    finally:
+        await again.aclose()
 
 
 @settings(max_examples=60)

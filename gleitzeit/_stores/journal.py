@@ -44,7 +44,7 @@ import attrs
 from .._serde import event_from_record, event_to_record
 from ..core._events import Event, EventKind
 from ..core.errors import ErrorCode, PersistenceError
-from ._state import StoredRun, apply_event
+from ._state import EVENT_OF_STATUS, StoredRun, apply_event
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -353,15 +353,33 @@ class JournalStore:
                     Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=wid, at=run.started_at)
                 )
             for task_id, status in run.task_status.items():
-                kind = EventKind(f"task_{status}")
+                kind = EVENT_OF_STATUS[status]  # ("running" comes from task_started)
+                at = run.started_at or run.created_at
+                times = run.task_times.get(task_id)
+                started = attempt = None
+                if times:  # keep the attempt's times (see _state._time)
+                    started, end, _, attempt = times[-1]
+                    at = started if end is None else end
+                    if status not in ("completed", "failed", "running"):
+                        events.append(
+                            Event(
+                                kind=EventKind.TASK_STARTED,
+                                workflow_id=wid,
+                                task_id=task_id,
+                                at=started,
+                                attempt=attempt,
+                            )
+                        )
                 events.append(
                     Event(
                         kind=kind,
                         workflow_id=wid,
                         task_id=task_id,
-                        at=run.started_at or run.created_at,
+                        at=at,
                         result=run.results.get(task_id),
                         error=run.errors.get(task_id),
+                        attempt=attempt or 0,
+                        started_at=started if status in ("completed", "failed") else None,
                     )
                 )
             if run.status.is_final:
@@ -400,6 +418,7 @@ def _copy(run: StoredRun) -> StoredRun:
         task_status=dict(run.task_status),
         results=dict(run.results),
         errors=dict(run.errors),
+        task_times=dict(run.task_times),
     )
 
 
