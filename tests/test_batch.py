@@ -186,7 +186,8 @@ async def test_bad_files_fail_only_their_entries(tmp_path: Path, ollama: FakeOll
     assert "binary" in errors["data.bin"]
     assert "UTF-8" in errors["latin.txt"]
     assert "bytes" in errors["big.txt"]
-    assert "not found" in errors["link.txt"] or "symlink" in errors["link.txt"]
+    assert "dangling symlink" in errors["link.txt"]
+    assert "nowhere.txt" in errors["link.txt"]
     assert "not found" in errors["missing.txt"]
     for entry in result.results.values():
         if entry["status"] == "failed":

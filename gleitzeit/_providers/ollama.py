@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import random
 from typing import TYPE_CHECKING, Any, Final
 
@@ -292,6 +293,13 @@ class OllamaProvider(BaseProvider):
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
+                if path.is_symlink():
+                    raise self._fail_input(
+                        call,
+                        f"file {name!r} is a dangling symlink: it points to "
+                        f"{os.readlink(path)!r}, which does not exist; fix or remove the link.",
+                        file=name,
+                    ) from None
                 raise self._fail_input(
                     call, f"file {name!r} not found ({path}); fix the path.", file=name
                 ) from None
