@@ -26,6 +26,7 @@ from ._config import (
     unavailable_backends,
 )
 from ._engine import Engine, Run, stored_snapshot
+from ._export import export_run
 from ._loader import WorkflowSource, load_workflow
 from ._providers import Call, ProviderRegistry
 from ._providers.batch import BatchProvider
@@ -611,6 +612,25 @@ class GleitzeitClient:
                 {"workflow_id": workflow_id, "task_id": task_id},
             )
         return results.get(task.id)
+
+    async def export_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Everything the store knows about a workflow run, as one JSON-ready dict.
+
+        Returns:
+            ``id``, ``name``, ``description``, ``status``, ``created_at``,
+            ``started_at``, ``finished_at``, ``error`` and ``tasks``: per task in
+            document order its ``id``, ``name``, ``method``, ``dependencies``,
+            ``params``, ``status``, ``result``, ``error`` and ``attempts`` (each
+            ``{"start", "end", "status", "attempt"}``, times in seconds since the
+            epoch; the sqlite and journal stores record them). ``gleitzeit
+            report`` draws its page from this.
+
+        Raises:
+            WorkflowError: WORKFLOW_NOT_FOUND for an unknown id.
+        """
+        self._check_open()
+        stored = await self._stored(workflow_id)
+        return export_run(stored, self._live(workflow_id))
 
     # --- one-off calls ---------------------------------------------------------
 

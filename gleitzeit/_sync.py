@@ -234,6 +234,23 @@ class SyncGleitzeitClient(SyncClientBase):
             lambda: self._client.get_task_result(workflow_id=workflow_id, task_id=task_id)
         )
 
+    def export_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Everything the store knows about a workflow run, as one JSON-ready dict.
+
+        Returns:
+            ``id``, ``name``, ``description``, ``status``, ``created_at``,
+            ``started_at``, ``finished_at``, ``error`` and ``tasks``: per task in
+            document order its ``id``, ``name``, ``method``, ``dependencies``,
+            ``params``, ``status``, ``result``, ``error`` and ``attempts`` (each
+            ``{"start", "end", "status", "attempt"}``, times in seconds since the
+            epoch; the sqlite and journal stores record them). ``gleitzeit
+            report`` draws its page from this.
+
+        Raises:
+            WorkflowError: WORKFLOW_NOT_FOUND for an unknown id.
+        """
+        return self._call(lambda: self._client.export_workflow(workflow_id=workflow_id))
+
     def execute_python(
         self,
         code: str | None = None,

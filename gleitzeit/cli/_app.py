@@ -494,6 +494,38 @@ def workflow_cancel(state: _State, workflow_id: str, as_json: bool) -> None:
     _show(_call(state, cancel), as_json, render)
 
 
+@cli.command()
+@click.argument("workflow_id")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="The HTML file to write (default: gleitzeit-report-ID.html here).",
+)
+@_json_option
+@click.pass_obj
+def report(state: _State, workflow_id: str, output: str | None, as_json: bool) -> None:
+    """Write one self-contained HTML page about a stored run: its graph, a
+    timeline of every task's attempts, and each task's params and result or error."""
+    from pathlib import Path
+
+    from ._report import render_report
+
+    run = _call(state, lambda c: c.export_workflow(workflow_id))
+    path = Path(output or f"gleitzeit-report-{workflow_id}.html")
+    try:
+        path.write_text(render_report(run), encoding="utf-8")
+    except OSError as exc:
+        click.echo(
+            f"error: cannot write the report to {path}: {exc.strerror or exc}; choose "
+            "another --output",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    info = {"workflow_id": workflow_id, "output": str(path), "tasks": len(run["tasks"])}
+    _show(info, as_json, lambda info: click.echo(info["output"]))
+
+
 @cli.group()
 def task() -> None:
     """Inspect tasks of stored workflows."""
