@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -517,3 +518,38 @@ async def test_cancel_a_submitted_workflow(tmp_path: Path, persistence: str) -> 
             await c.wait_for_workflow(wf.id)
         assert info.value.code == ErrorCode.WORKFLOW_CANCELLED
         assert (await c.resume_workflow(wf.id))["a"]["result"] == 1
+
+
+@pytest.mark.parametrize("persistence", ["memory", "sqlite"])
+async def test_export_workflow(tmp_path: Path, persistence: str) -> None:
+    """export_workflow gives the run and every task's definition, status, result or
+    error; durable stores add each task's attempt times; unknown ids are NOT_FOUND."""
+    doc = {
+        "name": "ex",
+        "tasks": [
+            py("a", "result = 1"),
+            py("b", "raise ValueError('no')"),
+            py("c", "result = 2", dependencies=["b"]),
+        ],
+    }
+    async with client(persistence=persistence, db_path=tmp_path / "x.db") as c:
+        with pytest.raises(TaskError):
+            await c.run_workflow(doc)
+        (wf,) = await c.list_workflows()
+        exported = await c.export_workflow(wf.id)
+        with pytest.raises(WorkflowError) as info:
+            await c.export_workflow("nope")
+    assert info.value.code == ErrorCode.WORKFLOW_NOT_FOUND
+    assert (exported["name"], exported["status"]) == ("ex", "failed")
+    tasks = {t["name"]: t for t in exported["tasks"]}
+    assert [t["status"] for t in tasks.values()] == ["completed", "failed", "skipped"]
+    assert tasks["a"]["result"]["result"] == 1
+    assert tasks["b"]["error"]["code"] == ErrorCode.TASK_EXECUTION_FAILED
+    assert tasks["c"]["dependencies"] == [tasks["b"]["id"]]
+    assert tasks["c"]["params"] == {"code": "result = 2"}
+    assert tasks["c"]["attempts"] == []
+    if persistence == "sqlite":
+        (attempt,) = tasks["b"]["attempts"]
+        assert attempt["status"] == "failed"
+        assert attempt["start"] <= attempt["end"]
+    json.dumps(exported)  # JSON-ready
