@@ -559,7 +559,7 @@ class GleitzeitClient:
         if lock is not None:
             await anyio.to_thread.run_sync(lock.acquire)
         try:
-            previous = self._finished.get(workflow_id)
+            previous = None if self._store.shares_runs else self._finished.get(workflow_id)
             if previous is not None:  # finished in this client: its state is the freshest
                 workflow, completed, created = (
                     previous.workflow,
@@ -578,6 +578,38 @@ class GleitzeitClient:
             if lock is not None:
                 lock.release()
         return run.raise_for_status()
+
+    async def run_worker(self) -> None:
+        """Execute tasks of workflows that other processes share, until cancelled.
+
+        Needs ``persistence="redis"``: joins every run being shared on that
+        Redis (as :meth:`resume_workflow` would) and takes ready tasks while
+        it has free slots (``max_concurrent`` per run). Cancelled (or
+        interrupted), it hands the tasks it holds back to the others.
+
+        Raises:
+            ConfigurationError: the store is not ``redis``.
+        """
+        self._check_open()
+        if not self._store.shares_runs:
+            raise ConfigurationError(
+                f"run_worker() needs persistence='redis' (this client uses "
+                f"{self.persistence!r}): only Redis shares runs between processes.",
+                data={"option": "persistence", "value": self.persistence},
+            )
+        from ._worker import serve
+
+        await serve(self, self._store)
+
+    async def _join(self, stored: StoredRun) -> None:
+        """Take part in a shared run that another process started (workers)."""
+        workflow = stored.workflow
+        await self.providers.prepare(workflow)
+        run = self._engine.prepare(workflow, completed=stored.results)
+        run.created_at = stored.created_at or time.time()
+        run.join_only = True
+        self._runs[workflow.id] = run
+        await self._execute(run, owned=True)
 
     async def list_workflows(self, limit: int = 20) -> list[Workflow]:
         """The most recently submitted workflows, newest first, as status snapshots."""

@@ -104,6 +104,10 @@ class Run:
     #: ids of pending events for listeners only (inline starts, retried
     #: attempts' failures): stores need not keep them, so they cost no write.
     notices: set[int] = attrs.Factory(set)
+    #: True while other processes may execute this run too (redis).
+    shared: bool = False
+    #: Only join the run if it is live elsewhere; never start it (workers).
+    join_only: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -290,7 +294,16 @@ class Engine:
         """
         now = time.time()
         run.status = WorkflowStatus.RUNNING
-        await self.emit([Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)])
+        coord = self.store.coordinate(run.workflow)
+        started = Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=run.id, at=now)
+        if coord.remote:  # shared with other processes: start it there, or join it
+            if await coord.begin(now, join_only=run.join_only) < 0:
+                run.done.set()  # not live any more: nothing to join
+                return
+            run.shared = True
+            self._notify([started])
+        else:
+            await self.emit([started])
         log.debug(
             "workflow %s %r started: %d tasks", run.id, run.workflow.name, run.workflow.total_tasks
         )
@@ -304,7 +317,12 @@ class Engine:
                 if run.workflow.timeout is not None:
                     scope.deadline = anyio.current_time() + run.workflow.timeout
                 async with anyio.create_task_group() as tg:
-                    await self._loop(run, tg, send, recv)
+                    if coord.remote:
+                        from ._shared import run_shared
+
+                        await run_shared(self, run, coord, tg)
+                    else:
+                        await self._loop(run, tg, send, recv)
             timed_out = scope.cancelled_caught and not run.cancel_requested
         except BaseException as exc:
             # A store failure (say, a full disk) fails the run with that error;
@@ -312,7 +330,19 @@ class Engine:
             # state is recorded as far as possible, then the exception goes on.
             failure = _lone_gleitzeit_error(exc)
             with anyio.CancelScope(shield=True):
+                if run.shared and failure is None and not run.cancel_requested:
+                    # Interrupted: hand the tasks held here back to the others.
+                    await coord.end(cancel=False, hand_back=True)
+                    run.done.set()
+                    raise
                 await self._finish(run, cancelled=failure is None, failure=failure)
+                if run.shared:
+                    try:
+                        await coord.end(cancel=run.cancel_requested, hand_back=failure is not None)
+                    except GleitzeitError as again:  # the store failed once more
+                        log.warning(
+                            "workflow %s: could not leave the shared run: %s", run.id, again
+                        )
             if failure is not None:
                 raise failure from (exc if failure is not exc else None)
             # Ctrl-C (trio raises it in whichever task was running) leaves as
@@ -322,6 +352,9 @@ class Engine:
                 raise interrupt from None
             raise
         await self._finish(run, cancelled=run.cancel_requested, timed_out=timed_out)
+        if run.shared:
+            with anyio.CancelScope(shield=True):
+                await coord.end(cancel=run.cancel_requested or timed_out, hand_back=False)
 
     async def _loop(
         self,

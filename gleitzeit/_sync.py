@@ -219,6 +219,19 @@ class SyncGleitzeitClient(SyncClientBase):
         """
         return self._call(lambda: self._client.resume_workflow(workflow_id=workflow_id))
 
+    def run_worker(self) -> None:
+        """Execute tasks of workflows that other processes share, until cancelled.
+
+        Needs ``persistence="redis"``: joins every run being shared on that
+        Redis (as :meth:`resume_workflow` would) and takes ready tasks while
+        it has free slots (``max_concurrent`` per run). Cancelled (or
+        interrupted), it hands the tasks it holds back to the others.
+
+        Raises:
+            ConfigurationError: the store is not ``redis``.
+        """
+        return self._call(lambda: self._client.run_worker())
+
     def list_workflows(self, limit: int = 20) -> list[Workflow]:
         """The most recently submitted workflows, newest first, as status snapshots."""
         return self._call(lambda: self._client.list_workflows(limit=limit))

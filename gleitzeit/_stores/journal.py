@@ -44,11 +44,15 @@ import attrs
 from .._serde import event_from_record, event_to_record
 from ..core._events import Event, EventKind
 from ..core.errors import ErrorCode, PersistenceError
+from . import LOCAL
 from ._state import EVENT_OF_STATUS, StoredRun, apply_event
 from ._writer import Writer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from ..core._models import Workflow
+    from . import LocalCoordinator
 
 __all__ = ["JournalStore", "read_journal"]
 
@@ -159,6 +163,7 @@ class JournalStore:
     name = "journal"
     ordered = True
     task_events = True
+    shares_runs = False
 
     def __init__(self, path: str | os.PathLike[str], durability: Durability = "batch") -> None:
         if durability not in _DURABILITY:
@@ -317,6 +322,10 @@ class JournalStore:
             return None if run is None else _copy(run)
 
         return await self._writer_or_fail().call(load)
+
+    def coordinate(self, workflow: Workflow) -> LocalCoordinator:
+        """This process runs every task itself: every claim is granted."""
+        return LOCAL
 
     def run_lock(self, workflow_id: str) -> None:
         """None: no other process can open this store while this one has it."""

@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING
 import anyio.lowlevel
 
 from ..core._events import EventKind
+from . import LOCAL
 from ._state import StoredRun, apply_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..core._events import Event
+    from ..core._models import Workflow
+    from . import LocalCoordinator
 
 __all__ = ["MemoryStore"]
 
@@ -29,6 +32,7 @@ class MemoryStore:
     name = "memory"
     ordered = False
     task_events = False
+    shares_runs = False
 
     def __init__(self, max_finished: int | None = None) -> None:
         """``max_finished``: most finished workflows kept (oldest dropped first)."""
@@ -66,6 +70,10 @@ class MemoryStore:
         """The state of one workflow, or None."""
         await anyio.lowlevel.checkpoint()
         return self._runs.get(workflow_id)
+
+    def coordinate(self, workflow: Workflow) -> LocalCoordinator:
+        """This process runs every task itself: every claim is granted."""
+        return LOCAL
 
     def run_lock(self, workflow_id: str) -> None:
         """None: no other process can open this store while this one has it."""

@@ -38,6 +38,15 @@ from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ConfigurationError, ErrorCode, PersistenceError
 from ._state import StoredRun
+from .redis_share import (
+    _BEGIN,
+    _COMPLETE,
+    _END,
+    _RECLAIM,
+    Heartbeat,
+    RedisCoordinator,
+    consumer_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -45,6 +54,7 @@ if TYPE_CHECKING:
     import redis
 
     from ..core._events import Event
+    from ..core._models import Workflow
 
 __all__ = ["DEFAULT_REDIS_URL", "RedisStore", "mask_url"]
 
@@ -111,7 +121,8 @@ while i <= #ARGV do
         while redis.call('ZCARD', p .. ':finished') > max_finished do
           local oldest = redis.call('ZPOPMIN', p .. ':finished')[1]
           local ok = p .. ':wf:' .. oldest
-          redis.call('DEL', ok, ok .. ':tasks', ok .. ':results', ok .. ':errors')
+          redis.call('DEL', ok, ok .. ':tasks', ok .. ':results', ok .. ':errors',
+            ok .. ':q', ok .. ':out', ok .. ':wait', ok .. ':dep', ok .. ':c')
           redis.call('ZREM', p .. ':runs', oldest)
         end
       end
@@ -174,11 +185,15 @@ class RedisStore:
             None keeps all.
         retry_for: Seconds a lost connection is retried (with backoff) before
             a call fails.
+        heartbeat_ttl: Seconds after which a process that stopped beating
+            (died) loses the tasks it held to the others; refreshed four
+            times per TTL from a thread of its own.
     """
 
     name = "redis"
     ordered = True
     task_events = True
+    shares_runs = True
 
     def __init__(
         self,
@@ -187,8 +202,14 @@ class RedisStore:
         prefix: str = "gleitzeit",
         max_finished: int | None = None,
         retry_for: float = 30.0,
+        heartbeat_ttl: float = 5.0,
     ) -> None:
         self._redis = import_redis()
+        self.heartbeat_ttl = heartbeat_ttl
+        self.consumer = consumer_name()
+        self.scripts: dict[str, Any] = {}
+        self._heartbeat: Heartbeat | None = None
+        self._beat_conn: redis.Redis | None = None
         self.url = url
         self.prefix = prefix
         self.max_finished = max_finished
@@ -287,12 +308,76 @@ class RedisStore:
             probe.close()
         self._conn = self.connect()
         self._apply = self._conn.register_script(_APPLY)
+        for key, text in (
+            ("begin", _BEGIN),
+            ("complete", _COMPLETE),
+            ("reclaim", _RECLAIM),
+            ("end", _END),
+        ):
+            self.scripts[key] = self._conn.register_script(text)
 
     async def aclose(self) -> None:
-        """Close the connections."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+        """Stop the heartbeat and close the connections."""
+        beat, self._heartbeat = self._heartbeat, None
+        if beat is not None:
+            await anyio.to_thread.run_sync(beat.stop)
+        for conn in (self._beat_conn, self._conn):
+            if conn is not None:
+                await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+        self._conn = self._beat_conn = None
+
+    @property
+    def redis_module(self) -> Any:
+        """The imported ``redis`` package."""
+        return self._redis
+
+    async def start_heartbeat(self) -> None:
+        """Start this process's heartbeat (once; it stops with the store)."""
+        if self._heartbeat is not None:
+            return
+        self._beat_conn = self.connect()
+        beat = Heartbeat(self._beat_conn, f"{self.prefix}:hb:{self.consumer}", self.heartbeat_ttl)
+        r = self._redis
+
+        def start() -> None:
+            try:
+                beat.start()
+            except r.exceptions.RedisError as exc:
+                raise self.error(exc, "start the heartbeat") from exc
+
+        await anyio.to_thread.run_sync(start, limiter=self._limiter)
+        self._heartbeat = beat
+
+    def coordinate(self, workflow: Workflow) -> RedisCoordinator:
+        """This process's part in sharing ``workflow``'s run with other processes."""
+        return RedisCoordinator(self, workflow)
+
+    async def live_runs(self) -> list[str]:
+        """Ids of the runs being shared now (what a worker may join)."""
+        key = f"{self.prefix}:live"
+        raw: set[bytes] = await self.call(lambda c: c.smembers(key), "list shared runs")
+        return sorted(x.decode() for x in raw)
+
+    async def wait_for_runs(self, last: str, timeout: float) -> str:
+        """Wait up to ``timeout`` s for a run to be shared; returns the position to wait from."""
+        key = f"{self.prefix}:notify"
+        r = self._redis
+        conn = self._conn
+        if conn is None:
+            return last
+
+        def wait() -> str:
+            try:
+                got: Any = conn.xread({key: last}, count=100, block=int(timeout * 1000))
+            except r.exceptions.RedisError as exc:
+                raise self.error(exc, "wait for shared runs") from exc
+            for _, entries in got or []:
+                last_id: str = entries[-1][0].decode()
+                return last_id
+            return last
+
+        result: str = await anyio.to_thread.run_sync(wait)
+        return result
 
     # --- events ---------------------------------------------------------------
 

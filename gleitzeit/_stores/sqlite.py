@@ -31,6 +31,7 @@ from .._serde import structure_workflow, unstructure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
+from . import LOCAL
 from ._owner import RunLock
 from ._state import STATUS_OF_EVENT, AttemptTime, StoredRun
 from ._writer import Writer
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..core._events import Event
+    from ..core._models import Workflow
+    from . import LocalCoordinator
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -160,6 +163,7 @@ class SqliteStore:
     name = "sqlite"
     ordered = True
     task_events = True
+    shares_runs = False
 
     def __init__(
         self,
@@ -412,6 +416,10 @@ class SqliteStore:
             elif task_status == "failed" and task_error:
                 run.errors[task_id] = json.loads(task_error)
         return run
+
+    def coordinate(self, workflow: Workflow) -> LocalCoordinator:
+        """This process runs every task itself: every claim is granted."""
+        return LOCAL
 
     def run_lock(self, workflow_id: str) -> RunLock:
         """A lock file under ``<db>-owners/``: one process runs a workflow at a time."""

@@ -633,3 +633,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except (KeyboardInterrupt, BaseExceptionGroup) as err:
         _fail(None, err)
     sys.exit(0)
+
+
+@cli.command()
+@click.pass_obj
+def worker(state: _State) -> None:
+    """Execute tasks of workflows shared on Redis until SIGTERM or SIGINT.
+
+    Use with --persistence redis --redis-url URL; on a signal it hands back
+    the tasks it holds and exits 0.
+    """
+    from gleitzeit._worker import worker_main
+
+    with _errors(state):
+        worker_main(state.options, state.debug)

@@ -148,6 +148,14 @@ class Scheduler:
         self._set(i, RUNNING)
         return i
 
+    def take(self, i: int) -> None:
+        """Mark task ``i`` running although this scheduler did not pop it.
+
+        A run shared with other processes takes the tasks a shared queue hands
+        it, which this process may not yet know to be ready.
+        """
+        self._set(i, RUNNING)
+
     def complete(self, i: int) -> int:
         """Record that running task ``i`` completed; returns how many became ready."""
         self._set(i, COMPLETED)

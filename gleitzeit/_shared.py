@@ -1,0 +1,242 @@
+"""The engine's loop for a run shared with other processes (``persistence="redis"``).
+
+The local :class:`~gleitzeit.core._scheduler.Scheduler` still tracks every
+task's state, but which task this process runs is decided by the shared
+queue: a poller claims up to the free slots (``max_concurrent`` minus the
+tasks held), and delivers the claims together with every outcome recorded
+by any process — this one included — into one inbox. The loop:
+
+1. starts the claimed tasks (inline ones right here, others in the run's
+   task group, with their timeouts and retries, as on the local path);
+2. records the outcomes of its own tasks with the coordinator (one Lua
+   script per batch: result, acknowledgement, newly ready dependents);
+3. applies outcomes from the outcome stream — its own and other processes'
+   alike — to the scheduler, once each: results, failures, skipped
+   dependents, and the events listeners hear.
+
+The run is over for this process when its scheduler has every task final.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+
+from .core._events import Event, EventKind
+from .core._scheduler import CANCELLED, COMPLETED, FAILED, SKIPPED
+from .core.errors import GleitzeitError, error_from_dict, error_to_dict
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._engine import Engine, Run
+    from ._stores.redis_share import RedisCoordinator
+
+__all__ = ["run_shared"]
+
+log = logging.getLogger("gleitzeit.engine")
+
+_FINAL = (COMPLETED, FAILED, SKIPPED, CANCELLED)
+#: Seconds between looks for tasks of processes whose heartbeat lapsed.
+RECLAIM_EVERY = 1.0
+
+
+class _Local:
+    """Hands a task's outcome (from ``Engine._attempts``) to the shared inbox."""
+
+    def __init__(self, inbox: MemoryObjectSendStream[tuple[Any, ...]]) -> None:
+        self.inbox = inbox
+
+    def send_nowait(self, item: Any) -> None:
+        self.inbox.send_nowait(("local", item))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+
+
+async def _poller(
+    run: Run, coord: RedisCoordinator, inbox: MemoryObjectSendStream[tuple[Any, ...]]
+) -> None:
+    """Claim tasks while slots are free and deliver every outcome to the inbox."""
+    next_reclaim = 0.0
+    while True:
+        now = time.monotonic()
+        reclaim = now >= next_reclaim
+        if reclaim:
+            next_reclaim = now + RECLAIM_EVERY
+        free = run.max_concurrent - coord.held
+        claims, outs = await coord.next(free, reclaim)
+        coord.held += len(claims)
+        # Outcomes first: a claimed task's dependencies' results come with them.
+        for fields in outs:
+            inbox.send_nowait(("out", fields))
+        for entry, i in claims:
+            inbox.send_nowait(("claim", i, entry))
+
+
+async def run_shared(engine: Engine, run: Run, coord: RedisCoordinator, tg: TaskGroup) -> None:
+    """Run this process's share of ``run`` until every task is final."""
+    send, inbox = anyio.create_memory_object_stream[tuple[Any, ...]](math.inf)
+    # Engine._attempts sends its one outcome with send_nowait: into the inbox.
+    local = cast("MemoryObjectSendStream[Any]", _Local(send))
+    held: dict[int, str] = {}
+    provider_of = engine.registry.get
+    with send, inbox:
+        await _serve(engine, run, coord, tg, inbox, send, local, held, provider_of)
+
+
+async def _serve(
+    engine: Engine,
+    run: Run,
+    coord: RedisCoordinator,
+    tg: TaskGroup,
+    inbox: MemoryObjectReceiveStream[tuple[Any, ...]],
+    send: MemoryObjectSendStream[tuple[Any, ...]],
+    local: MemoryObjectSendStream[Any],
+    held: dict[int, str],
+    provider_of: Any,
+) -> None:
+    from ._stores.redis_share import decode_outcome
+
+    sched = run.sched
+    tasks = run.workflow.tasks
+    async with anyio.create_task_group() as inner:
+        inner.start_soon(_poller, run, coord, send)
+        while not sched.finished:
+            batch = [await inbox.receive()]
+            while True:
+                try:
+                    batch.append(inbox.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            finished: list[tuple[int, dict[str, Any] | None, GleitzeitError | None, int]] = []
+            stale: list[str] = []
+            for msg in batch:
+                kind = msg[0]
+                if kind == "claim":
+                    i, entry = msg[1], msg[2]
+                    if sched.state[i] in _FINAL or i in held:
+                        stale.append(entry)  # done already, or a second copy
+                        coord.held -= 1
+                        continue
+                    held[i] = entry
+                    sched.take(i)
+                    task = tasks[i]
+                    provider = provider_of(task.method)
+                    if task.retry is None and provider is not None:
+                        try:
+                            call = engine.call_for(run, i)
+                        except GleitzeitError as exc:
+                            finished.append((i, None, exc, 1))
+                            continue
+                        if provider.runs_inline(call):
+                            if engine.listeners:
+                                engine._notice(run, _started(run, task.id))
+                            finished.append(engine._run_inline(provider, call, i))
+                            continue
+                        tg.start_soon(engine._attempts, run, i, local, call)
+                    else:
+                        tg.start_soon(engine._attempts, run, i, local, None)
+                elif kind == "local":
+                    if msg[1][0] >= 0:
+                        finished.append(msg[1])
+                elif kind == "out":
+                    _apply_outcome(engine, run, decode_outcome(msg[1]))
+            if stale:
+                await coord.ack(stale)
+            if finished:
+                await _complete(run, coord, held, finished)
+            await engine._flush(run)
+        await coord.wake()  # the poller may be waiting for outcomes: end its wait now
+        inner.cancel_scope.cancel()
+
+
+def _started(run: Run, task_id: str) -> Event:
+    return Event(
+        kind=EventKind.TASK_STARTED,
+        workflow_id=run.id,
+        task_id=task_id,
+        at=time.time(),
+        attempt=1,
+    )
+
+
+async def _complete(
+    run: Run,
+    coord: RedisCoordinator,
+    held: dict[int, str],
+    finished: list[tuple[int, dict[str, Any] | None, GleitzeitError | None, int]],
+) -> None:
+    """Record this process's outcomes; they come back through the outcome stream."""
+    tasks = run.workflow.tasks
+    rows = []
+    for i, result, error, _attempts in finished:
+        tid = tasks[i].id
+        if error is None:
+            rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result)))
+        else:
+            error.data.setdefault("task_id", tid)
+            error.data["workflow_id"] = run.id
+            run.errors.setdefault(tid, error)  # keeps its class and traceback here
+            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(error_to_dict(error))))
+    coord.held -= len(rows)
+    await coord.complete(rows)
+
+
+def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> None:
+    """Apply one outcome from the stream (any process's) to this process's run."""
+    kind, i, payload = outcome
+    if kind == "x":  # cancelled by another process: cancel here too
+        run.cancel_requested = True
+        if run.scope is not None:
+            run.scope.cancel()
+        return
+    sched = run.sched
+    if i < 0 or sched.state[i] in _FINAL:
+        return
+    tid = run.workflow.tasks[i].id
+    now = time.time()
+    if kind == "completed":
+        run.results[tid] = payload
+        run.errors.pop(tid, None)
+        sched.complete(i)
+        if engine.listeners:
+            engine._notice(
+                run,
+                Event(
+                    kind=EventKind.TASK_COMPLETED,
+                    workflow_id=run.id,
+                    task_id=tid,
+                    at=now,
+                    result=payload,
+                ),
+            )
+        return
+    error = run.errors.get(tid) or error_from_dict(payload)
+    run.errors[tid] = error
+    if run.error is None:
+        run.error = error
+    skipped = sched.fail(i)
+    if engine.listeners:
+        engine._notice(
+            run,
+            Event(
+                kind=EventKind.TASK_FAILED, workflow_id=run.id, task_id=tid, at=now, error=payload
+            ),
+        )
+    run.pending_events.extend(
+        Event(
+            kind=EventKind.TASK_SKIPPED,
+            workflow_id=run.id,
+            task_id=run.workflow.tasks[j].id,
+            at=now,
+        )
+        for j in skipped
+    )

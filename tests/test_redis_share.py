@@ -1,0 +1,228 @@
+"""Work sharing on a real redis-server: several processes run one workflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+import redis
+
+from gleitzeit import GleitzeitClient, WorkflowStatus
+from gleitzeit.core.errors import ConfigurationError, WorkflowError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+
+def shared_dag(n: int, log: Path, sleep: float = 0.005, name: str = "shared") -> dict[str, Any]:
+    """``n`` inline tasks, each depending on up to two earlier ones; each logs its run."""
+    tasks = []
+    for i in range(n):
+        deps = sorted({(i * 7) % i, (i * 13 + 5) % i} if i > 2 else set())
+        refs = " + ".join(f"${{t{d}.result}}" for d in deps) or "0"
+        code = (
+            "import os, time\n"
+            f"with open({str(log)!r}, 'a') as f:\n"
+            f"    f.write('t{i} %d\\n' % os.getpid())\n"
+            f"time.sleep({sleep})\n"
+            f"result = {refs} + 1\n"
+        )
+        tasks.append(
+            {
+                "name": f"t{i}",
+                "method": "python/execute",
+                "isolation": "inline",
+                "params": {"code": code},
+                "dependencies": [f"t{d}" for d in deps],
+            }
+        )
+    return {"name": name, "tasks": tasks}
+
+
+def expected_results(n: int) -> dict[str, int]:
+    """What shared_dag's tasks compute, by a plain loop."""
+    values: dict[int, int] = {}
+    for i in range(n):
+        deps = sorted({(i * 7) % i, (i * 13 + 5) % i} if i > 2 else set())
+        values[i] = sum(values[d] for d in deps) + 1
+    return {f"t{i}": v for i, v in values.items()}
+
+
+def start_worker(url: str, prefix_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A ``gleitzeit --persistence redis --redis-url URL worker`` process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gleitzeit", "--persistence", "redis", "--redis-url", url, "worker"],
+        env={**os.environ, **prefix_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    ready = proc.stderr.readline()  # the worker says when it serves
+    assert b"serving" in ready, ready + proc.stderr.read()
+    return proc
+
+
+def runs_of(log: Path) -> Counter[str]:
+    """How often each task ran, from the log."""
+    if not log.exists():
+        return Counter()
+    return Counter(line.split()[0] for line in log.read_text().splitlines() if line)
+
+
+def pids_of(log: Path) -> Counter[int]:
+    """How many task runs each process did."""
+    return Counter(int(line.split()[1]) for line in log.read_text().splitlines() if line)
+
+
+def completions_recorded(url: str, workflow_id: str) -> Counter[int]:
+    """Completions recorded in the run's outcome stream, per task index."""
+    with redis.Redis.from_url(url) as conn:
+        entries = conn.xrange(f"gleitzeit:wf:{workflow_id}:out")
+    return Counter(int(f[b"i"]) for _, f in entries if f[b"k"] == b"completed")
+
+
+async def wait_for(condition: Any, timeout: float = 60.0) -> None:
+    """Wait (polling) until ``condition()`` is true."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - other processes change what it reads
+            await anyio.sleep(0.01)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM a worker and return its exit code (its stderr goes to ours)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        proc.kill()
+        _, err = proc.communicate()
+    if proc.returncode not in (0, -signal.SIGKILL):
+        sys.stderr.write(err.decode(errors="replace"))
+    return proc.returncode
+
+
+async def test_workers_share_a_run_and_each_task_runs_once(redis_url: str, tmp_path: Path) -> None:
+    """Client + two workers: 200 tasks, every one run exactly once, by several processes."""
+    log = tmp_path / "runs.log"
+    n = 200
+    workers = [start_worker(redis_url, {}) for _ in range(2)]
+    try:
+        async with GleitzeitClient(persistence="redis", redis_url=redis_url) as client:
+            results = await client.run_workflow(shared_dag(n, log))
+            (wf,) = await client.list_workflows()
+        assert {k: v["result"] for k, v in results.items()} == expected_results(n)
+        runs = runs_of(log)
+        assert len(runs) == n
+        assert set(runs.values()) == {1}, [t for t, c in runs.items() if c > 1]
+        assert set(completions_recorded(redis_url, wf.id).values()) == {1}
+        assert len(completions_recorded(redis_url, wf.id)) == n
+        assert len(pids_of(log)) >= 2, pids_of(log)
+    finally:
+        codes = [stop(w) for w in workers]
+    assert codes == [0, 0]
+
+
+async def test_killed_worker_tasks_are_reclaimed(redis_url: str, tmp_path: Path) -> None:
+    """kill -9 a worker mid-run: its tasks run again elsewhere, each completion is recorded once."""
+    log = tmp_path / "runs.log"
+    n = 200
+    victim = start_worker(redis_url, {})
+    other = start_worker(redis_url, {})
+    try:
+        async with GleitzeitClient(persistence="redis", redis_url=redis_url) as client:
+            wf = await client.run_workflow_async(shared_dag(n, log, sleep=0.02))
+            await wait_for(lambda: log.exists() and pids_of(log)[victim.pid] >= 5)
+            victim.kill()
+            victim.wait()
+            results = await client.wait_for_workflow(wf.id, timeout=120)
+        assert {k: v["result"] for k, v in results.items()} == expected_results(n)
+        runs = runs_of(log)
+        assert len(runs) == n
+        recorded = completions_recorded(redis_url, wf.id)
+        assert len(recorded) == n
+        assert set(recorded.values()) == {1}
+    finally:
+        stop(victim)
+        assert stop(other) == 0
+
+
+async def test_sigterm_hands_back_held_tasks(redis_url: str, tmp_path: Path) -> None:
+    """A worker stopped with SIGTERM mid-run hands its tasks back; the run completes."""
+    log = tmp_path / "runs.log"
+    n = 120
+    worker = start_worker(redis_url, {})
+    async with GleitzeitClient(persistence="redis", redis_url=redis_url) as client:
+        wf = await client.run_workflow_async(shared_dag(n, log, sleep=0.02))
+        await wait_for(lambda: log.exists() and pids_of(log)[worker.pid] >= 3)
+        assert stop(worker) == 0
+        results = await client.wait_for_workflow(wf.id, timeout=120)
+    assert {k: v["result"] for k, v in results.items()} == expected_results(n)
+    assert set(completions_recorded(redis_url, wf.id).values()) == {1}
+
+
+async def test_cancel_reaches_every_process(redis_url: str, tmp_path: Path) -> None:
+    """cancel_workflow in one process cancels the shared run in the others too."""
+    log = tmp_path / "runs.log"
+    async with (
+        GleitzeitClient(persistence="redis", redis_url=redis_url, max_concurrent=2) as one,
+        GleitzeitClient(persistence="redis", redis_url=redis_url, max_concurrent=2) as two,
+    ):
+        wf = await one.run_workflow_async(shared_dag(400, log, sleep=0.01))
+        async with anyio.create_task_group() as tg:
+            joined: list[BaseException] = []
+
+            async def join() -> None:
+                try:
+                    await two.resume_workflow(wf.id)
+                except WorkflowError as exc:
+                    joined.append(exc)
+
+            tg.start_soon(join)
+            await wait_for(lambda: log.exists() and len(runs_of(log)) >= 10)
+            assert await one.cancel_workflow(wf.id)
+        assert len(joined) == 1
+        status = await two.get_workflow_status(wf.id)
+        assert status is not None
+        assert status.status is WorkflowStatus.CANCELLED
+    assert len(runs_of(log)) < 400
+
+
+async def test_resume_joins_a_live_run(redis_url: str, tmp_path: Path) -> None:
+    """A second client's resume_workflow joins the run; both get every result."""
+    log = tmp_path / "runs.log"
+    n = 60
+    async with (
+        GleitzeitClient(persistence="redis", redis_url=redis_url, max_concurrent=4) as one,
+        GleitzeitClient(persistence="redis", redis_url=redis_url, max_concurrent=4) as two,
+    ):
+        wf = await one.run_workflow_async(shared_dag(n, log))
+        await wait_for(lambda: log.exists() and len(runs_of(log)) >= 2)
+        joined = await two.resume_workflow(wf.id)
+        first = await one.wait_for_workflow(wf.id, timeout=60)
+    assert first == joined
+    assert {k: v["result"] for k, v in first.items()} == expected_results(n)
+    assert set(runs_of(log).values()) == {1}
+
+
+async def test_run_worker_needs_redis(tmp_path: Path) -> None:
+    """run_worker on another store says it needs redis."""
+    async with GleitzeitClient(persistence="memory") as client:
+        with pytest.raises(ConfigurationError) as info:
+            await client.run_worker()
+    assert "persistence='redis'" in str(info.value)
+
+
+def test_worker_exits_zero_on_sigterm(redis_url: str) -> None:
+    """An idle worker ends on SIGTERM with exit code 0."""
+    proc = start_worker(redis_url, {})
+    assert proc.poll() is None
+    assert stop(proc) == 0
