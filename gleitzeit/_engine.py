@@ -331,18 +331,23 @@ class Engine:
             failure = _lone_gleitzeit_error(exc)
             with anyio.CancelScope(shield=True):
                 if run.shared and failure is None and not run.cancel_requested:
-                    # Interrupted: hand the tasks held here back to the others.
-                    await coord.end(cancel=False, hand_back=True)
-                    run.done.set()
-                    raise
-                await self._finish(run, cancelled=failure is None, failure=failure)
-                if run.shared:
+                    # Interrupted: hand the tasks held here back to the others,
+                    # who go on with the run (only cancel_workflow ends it for all).
                     try:
-                        await coord.end(cancel=run.cancel_requested, hand_back=failure is not None)
-                    except GleitzeitError as again:  # the store failed once more
-                        log.warning(
-                            "workflow %s: could not leave the shared run: %s", run.id, again
-                        )
+                        await coord.end(cancel=False, hand_back=True)
+                    finally:
+                        run.done.set()
+                else:
+                    await self._finish(run, cancelled=failure is None, failure=failure)
+                    if run.shared:
+                        try:
+                            await coord.end(
+                                cancel=run.cancel_requested, hand_back=failure is not None
+                            )
+                        except GleitzeitError as again:  # the store failed once more
+                            log.warning(
+                                "workflow %s: could not leave the shared run: %s", run.id, again
+                            )
             if failure is not None:
                 raise failure from (exc if failure is not exc else None)
             # Ctrl-C (trio raises it in whichever task was running) leaves as
