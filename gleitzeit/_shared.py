@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ._engine import Engine, Run
+    from ._engine import Engine, Run, _Outcome
     from ._stores.redis_share import RedisCoordinator
 
 __all__ = ["run_shared"]
@@ -116,7 +116,7 @@ async def _serve(
                     batch.append(inbox.receive_nowait())
                 except anyio.WouldBlock:
                     break
-            finished: list[tuple[int, dict[str, Any] | None, GleitzeitError | None, int]] = []
+            finished: list[_Outcome] = []
             stale: list[str] = []
             for msg in batch:
                 kind = msg[0]
@@ -134,12 +134,12 @@ async def _serve(
                         try:
                             call = engine.call_for(run, i)
                         except GleitzeitError as exc:
-                            finished.append((i, None, exc, 1))
+                            finished.append((i, None, exc, 1, time.time()))
                             continue
                         if provider.runs_inline(call):
                             if engine.listeners:
                                 engine._notice(run, _started(run, task.id))
-                            finished.append(engine._run_inline(provider, call, i))
+                            finished.append(engine._run_inline(provider, call, i, time.time()))
                             continue
                         tg.start_soon(engine._attempts, run, i, local, call)
                     else:
@@ -172,12 +172,12 @@ async def _complete(
     run: Run,
     coord: RedisCoordinator,
     held: dict[int, str],
-    finished: list[tuple[int, dict[str, Any] | None, GleitzeitError | None, int]],
+    finished: list[_Outcome],
 ) -> None:
     """Record this process's outcomes; they come back through the outcome stream."""
     tasks = run.workflow.tasks
     rows = []
-    for i, result, error, _attempts in finished:
+    for i, result, error, _attempts, _start in finished:
         tid = tasks[i].id
         if error is None:
             rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result)))
