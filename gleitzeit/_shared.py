@@ -106,7 +106,47 @@ async def _serve(
     from ._stores.redis_share import decode_outcome
 
     sched = run.sched
+    state = sched.state
     tasks = run.workflow.tasks
+    index = run.index
+    deps = [[index[d] for d in t.dependencies] for t in tasks]
+    # Claimed tasks whose dependencies' outcomes have not reached this process
+    # yet (they are recorded, and on their way through the outcome stream).
+    parked: dict[int, str] = {}
+    finished: list[_Outcome] = []
+    stale: list[str] = []
+
+    def start(i: int, entry: str) -> None:
+        if state[i] in _FINAL or i in held or i in parked:
+            stale.append(entry)  # done already, or a second copy
+            coord.held -= 1
+            return
+        if any(state[d] != COMPLETED for d in deps[i]):
+            parked[i] = entry
+            return
+        held[i] = entry
+        sched.take(i)
+        task = tasks[i]
+        provider = provider_of(task.method)
+        if task.retry is None and provider is not None:
+            try:
+                call = engine.call_for(run, i)
+            except GleitzeitError as exc:
+                finished.append((i, None, exc, 1, time.time()))
+                return
+            if provider.runs_inline(call):
+                if engine.listeners:
+                    engine._notice(run, _started(run, task.id))
+                finished.append(engine._run_inline(provider, call, i, time.time()))
+                return
+            tg.start_soon(engine._attempts, run, i, local, call)
+        else:
+            tg.start_soon(engine._attempts, run, i, local, None)
+
+    def unpark() -> None:
+        for i in [i for i in parked if all(state[d] == COMPLETED for d in deps[i])]:
+            start(i, parked.pop(i))
+
     async with anyio.create_task_group() as inner:
         inner.start_soon(_poller, run, coord, send)
         while not sched.finished:
@@ -116,43 +156,30 @@ async def _serve(
                     batch.append(inbox.receive_nowait())
                 except anyio.WouldBlock:
                     break
-            finished: list[_Outcome] = []
-            stale: list[str] = []
             for msg in batch:
                 kind = msg[0]
                 if kind == "claim":
-                    i, entry = msg[1], msg[2]
-                    if sched.state[i] in _FINAL or i in held:
-                        stale.append(entry)  # done already, or a second copy
-                        coord.held -= 1
-                        continue
-                    held[i] = entry
-                    sched.take(i)
-                    task = tasks[i]
-                    provider = provider_of(task.method)
-                    if task.retry is None and provider is not None:
-                        try:
-                            call = engine.call_for(run, i)
-                        except GleitzeitError as exc:
-                            finished.append((i, None, exc, 1, time.time()))
-                            continue
-                        if provider.runs_inline(call):
-                            if engine.listeners:
-                                engine._notice(run, _started(run, task.id))
-                            finished.append(engine._run_inline(provider, call, i, time.time()))
-                            continue
-                        tg.start_soon(engine._attempts, run, i, local, call)
-                    else:
-                        tg.start_soon(engine._attempts, run, i, local, None)
+                    start(msg[1], msg[2])
                 elif kind == "local":
                     if msg[1][0] >= 0:
                         finished.append(msg[1])
                 elif kind == "out":
                     _apply_outcome(engine, run, decode_outcome(msg[1]))
-            if stale:
-                await coord.ack(stale)
-            if finished:
-                await _complete(run, coord, held, finished)
+            if parked:
+                unpark()
+            # Record outcomes; the script hands back newly ready tasks at once
+            # (a chain moves on without waiting for the poller).
+            while finished or stale:
+                if stale:
+                    await coord.ack(stale)
+                    stale.clear()
+                if finished:
+                    done, finished[:] = list(finished), []
+                    claims = await _complete(engine, run, coord, held, done)
+                    for entry, i in claims:
+                        start(i, entry)
+                    if parked:
+                        unpark()
             await engine._flush(run)
         await coord.wake()  # the poller may be waiting for outcomes: end its wait now
         inner.cancel_scope.cancel()
@@ -169,25 +196,35 @@ def _started(run: Run, task_id: str) -> Event:
 
 
 async def _complete(
+    engine: Engine,
     run: Run,
     coord: RedisCoordinator,
     held: dict[int, str],
     finished: list[_Outcome],
-) -> None:
-    """Record this process's outcomes; they come back through the outcome stream."""
+) -> list[tuple[str, int]]:
+    """Record this process's outcomes, apply those recorded, claim what became ready."""
     tasks = run.workflow.tasks
     rows = []
+    payloads: list[tuple[str, int, Any]] = []
     for i, result, error, _attempts, _start in finished:
         tid = tasks[i].id
         if error is None:
             rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result)))
+            payloads.append(("completed", i, result))
         else:
             error.data.setdefault("task_id", tid)
             error.data["workflow_id"] = run.id
             run.errors.setdefault(tid, error)  # keeps its class and traceback here
-            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(error_to_dict(error))))
+            as_dict = error_to_dict(error)
+            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(as_dict)))
+            payloads.append(("failed", i, as_dict))
     coord.held -= len(rows)
-    await coord.complete(rows)
+    recorded, claims = await coord.complete(rows, run.max_concurrent - coord.held)
+    coord.held += len(claims)
+    for flag, outcome in zip(recorded, payloads, strict=True):
+        if flag:  # recorded by this call: apply it now (its stream copy is then skipped)
+            _apply_outcome(engine, run, outcome)
+    return claims
 
 
 def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> None:

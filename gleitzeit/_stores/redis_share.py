@@ -98,16 +98,18 @@ redis.call('XADD', p .. ':notify', 'MAXLEN', '~', '1000', '*', 'w', wid)
 return 1
 """
 
-#: Record outcomes. ARGV: prefix, id, then per outcome: entry id, index, task
-#: id, status, payload, time. Returns one 1 (recorded) or 0 (already final) each.
+#: Record outcomes, then claim up to ``free`` ready tasks for ``consumer``.
+#: ARGV: prefix, id, consumer, free, then per outcome: entry id, index, task
+#: id, status, payload, time. Returns {one 1 (recorded) or 0 (already final)
+#: per outcome, {entry id, index, ...} of the claimed tasks}.
 _COMPLETE: Final = """
-local p, wid = ARGV[1], ARGV[2]
+local p, wid, consumer, free = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local wk = p .. ':wf:' .. wid
 local q, tasks = wk .. ':q', wk .. ':tasks'
 local out = {}
-local n = (#ARGV - 2) / 6
+local n = (#ARGV - 4) / 6
 for k = 0, n - 1 do
-  local b = 3 + 6 * k
+  local b = 5 + 6 * k
   local entry, idx, tid = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, payload = ARGV[b + 3], ARGV[b + 4]
   if entry ~= '' then redis.call('XACK', q, 'g', entry) end
@@ -135,7 +137,17 @@ for k = 0, n - 1 do
     out[k + 1] = 1
   end
 end
-return out
+local claimed = {}
+if free > 0 and redis.call('EXISTS', wk .. ':c') == 1 then
+  local got = redis.call('XREADGROUP', 'GROUP', 'g', consumer, 'COUNT', free, 'STREAMS', q, '>')
+  if got then
+    for _, e in ipairs(got[1][2]) do
+      claimed[#claimed + 1] = e[1]
+      claimed[#claimed + 1] = e[2][2]
+    end
+  end
+end
+return {out, claimed}
 """
 
 #: Put back the entries held by consumers whose heartbeat lapsed (ARGV[4] = 1:
@@ -275,14 +287,24 @@ class RedisCoordinator:
         self._conn = self.store.connect()
         return int(got)
 
-    async def complete(self, outcomes: Sequence[tuple[str, int, str, str, str]]) -> list[int]:
-        """Record outcomes ``(entry, index, task id, status, payload)``; 1 each if recorded."""
-        args = [self.store.prefix, self.workflow.id]
+    async def complete(
+        self, outcomes: Sequence[tuple[str, int, str, str, str]], free: int
+    ) -> tuple[list[int], list[tuple[str, int]]]:
+        """Record outcomes ``(entry, index, task id, status, payload)`` and claim up to
+        ``free`` ready tasks, in one script call.
+
+        Returns one flag per outcome (1: recorded now, 0: another process had
+        recorded it) and the claimed ``(entry id, index)`` pairs.
+        """
+        args = [self.store.prefix, self.workflow.id, self.consumer, str(max(0, free))]
         for entry, i, tid, status, payload in outcomes:
             args += [entry, str(i), tid, status, payload, ""]
         complete = self._scripts["complete"]
-        got = await self.store.call(lambda c: complete(args=args, client=c), "record outcomes")
-        return [int(x) for x in got]
+        flags, claimed = await self.store.call(
+            lambda c: complete(args=args, client=c), "record outcomes"
+        )
+        pairs = [(claimed[j].decode(), int(claimed[j + 1])) for j in range(0, len(claimed), 2)]
+        return [int(x) for x in flags], pairs
 
     async def wake(self) -> None:
         """Add a wake-up to the outcome stream (ends this process's blocking read at once)."""
