@@ -7,10 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .conftest import hear_ctrl_c
+
+if TYPE_CHECKING:
+    from gleitzeit.testing import FakeOllama
 
 GLEITZEIT = [sys.executable, "-m", "gleitzeit"]
 
@@ -388,3 +392,76 @@ def test_workflow_submit_then_status_resume_cancel_across_processes(tmp_path: Pa
     memory = run_cli("--persistence", "memory", "workflow", "submit", write(tmp_path, GOOD))
     assert memory.returncode == 2
     assert "durable store" in memory.stderr
+
+
+def _batch_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"d{i}.txt").write_text(f"document {i}")
+    (folder / "skip.md").write_text("not matched")
+    return folder
+
+
+def test_batch_json_and_markdown_output(tmp_path: Path, ollama: FakeOllama) -> None:
+    """`batch DIR --pattern --prompt --json` prints the BatchResult document; --output
+    .md saves Markdown; a binary file fails its own entry only and the exit code is 4."""
+    folder = _batch_dir(tmp_path)
+    ok = run_cli(
+        "--ollama-url",
+        ollama.url,
+        "batch",
+        str(folder),
+        "--pattern",
+        "*.txt",
+        "--prompt",
+        "Summarize",
+        "--json",
+        "--output",
+        str(tmp_path / "out.json"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    assert (doc["total_files"], doc["successful"], doc["failed"]) == (4, 4, 0)
+    assert sorted(Path(p).name for p in doc["results"]) == [f"d{i}.txt" for i in range(4)]
+    assert json.loads((tmp_path / "out.json").read_text())["successful"] == 4
+    (folder / "bad.txt").write_bytes(b"\x00\x01binary")
+    md = tmp_path / "out.md"
+    bad = run_cli(
+        "--ollama-url",
+        ollama.url,
+        "batch",
+        str(folder),
+        "--pattern",
+        "*.txt",
+        "--output",
+        str(md),
+    )
+    assert bad.returncode == 4, bad.stderr
+    assert bad.stdout.startswith("batch ")
+    assert "4/5 files succeeded" in bad.stdout
+    assert "binary" in bad.stdout
+    assert bad.stderr.startswith("error: 1 of 5 files failed")
+    assert "d0.txt" in md.read_text()
+
+
+def test_batch_on_a_terminal_shows_progress(tmp_path: Path, ollama: FakeOllama) -> None:
+    """On a pseudo-terminal `batch` shows its counts moving and ends with a summary."""
+    import re
+
+    folder = _batch_dir(tmp_path)
+    ollama.latency = 0.3
+    code, screen = run_in_pty(
+        "--ollama-url",
+        ollama.url,
+        "batch",
+        str(folder),
+        "--pattern",
+        "*.txt",
+        "--max-concurrent",
+        "1",
+    )
+    assert code == 0, screen
+    seen = {int(n) for n in re.findall(r"done (\d)/4", screen)}
+    assert {1, 2, 3, 4} <= seen, screen
+    assert "completed: 4/4 completed in " in screen

@@ -526,6 +526,109 @@ def report(state: _State, workflow_id: str, output: str | None, as_json: bool) -
     _show(info, as_json, lambda info: click.echo(info["output"]))
 
 
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--pattern",
+    default=None,
+    help="Which files, relative to DIRECTORY: '*.txt', '**/*.md', '*.{jpg,png}' "
+    "(default '*', with --vision '*.{jpg,png,jpeg}').",
+)
+@click.option("--prompt", default=None, help="What to ask about each file.")
+@click.option("--vision", is_flag=True, help="Send each file as an image to a vision model.")
+@click.option(
+    "--model",
+    default=None,
+    help="Ollama model (default llama3.2:latest; with --vision llava:latest).",
+)
+@click.option(
+    "--max-concurrent",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Files in flight at once.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Also save the results: Markdown for a .md file, else JSON.",
+)
+@_json_option
+@click.pass_obj
+def batch(
+    state: _State,
+    directory: str,
+    pattern: str | None,
+    prompt: str | None,
+    vision: bool,
+    model: str | None,
+    max_concurrent: int,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Send every matching file in DIRECTORY through an LLM, MAX_CONCURRENT at a time.
+
+    Prints a summary (each file's outcome for up to 10 files); exits 4 if any
+    file failed (the others' results are kept).
+    """
+    options: dict[str, Any] = {"directory": directory, "max_concurrent": max_concurrent}
+    if pattern is not None:
+        options["pattern"] = pattern
+    if prompt is not None:
+        options["prompt"] = prompt
+    if model is not None:
+        options["model"] = model
+
+    def run_batch(client: Any) -> Any:
+        if vision:
+            return client.batch_vision(**options)
+        return client.batch_process(**options)
+
+    result = _with_progress(state, run_batch)
+    if output is not None:
+        try:
+            if output.endswith(".md"):
+                result.save_to_markdown(output)
+            else:
+                result.save_to_json(output)
+        except OSError as exc:
+            click.echo(
+                f"error: cannot write the results to {output}: {exc.strerror or exc}; "
+                "choose another --output",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+    _show(result.to_dict(), as_json, _render_batch)
+    if result.failed:
+        if not as_json:
+            click.echo(
+                f"error: {result.failed} of {result.total_files} files failed (their errors "
+                "are listed with the results); the others succeeded",
+                err=True,
+            )
+        sys.exit(EXIT_TASK_FAILED)
+
+
+def _render_batch(info: dict[str, Any]) -> None:
+    total = info["total_files"]
+    share = 100 * info["successful"] / total if total else 100.0
+    click.echo(
+        f"batch {info['batch_id']}: {info['successful']}/{total} files succeeded "
+        f"({share:.0f}%), {info['failed']} failed, {info['duration']:.1f}s"
+    )
+    results = info["results"]
+    if len(results) > 10:
+        return
+    for path, entry in results.items():
+        if entry["status"] == "success":
+            content = " ".join(str(entry.get("content") or "").split())
+            text = content[:100] + ("..." if len(content) > 100 else "")
+        else:
+            text = str(entry.get("error") or "").splitlines()[0] if entry.get("error") else ""
+        click.echo(f"  {entry['status']:<8} {path}: {text}")
+
+
 @cli.group()
 def task() -> None:
     """Inspect tasks of stored workflows."""
