@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .core.errors import ErrorCode, GleitzeitError
+
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
 
 __all__ = ["BatchResult"]
+
+_FIELDS = ("batch_id", "total_files", "successful", "failed", "duration", "results")
 
 
 @attrs.define(kw_only=True)
@@ -41,6 +46,31 @@ class BatchResult:
             "results": self.results,
             "parameters": self.parameters,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchResult:
+        """The result that :meth:`to_dict` (or a saved JSON file, parsed) describes.
+
+        Raises:
+            GleitzeitError: INVALID_PARAMS when one of the six fields is missing.
+        """
+        missing = [key for key in _FIELDS if key not in data]
+        if missing:
+            raise GleitzeitError(
+                f"Not a BatchResult: {', '.join(missing)} missing; pass what to_dict() "
+                "or save_to_json() produced.",
+                ErrorCode.INVALID_PARAMS,
+                {"missing": missing},
+            )
+        return cls(
+            batch_id=str(data["batch_id"]),
+            total_files=int(data["total_files"]),
+            successful=int(data["successful"]),
+            failed=int(data["failed"]),
+            duration=float(data["duration"]),
+            results={str(k): dict(v) for k, v in data["results"].items()},
+            parameters=dict(data.get("parameters") or {}),
+        )
 
     def to_json(self, indent: int = 2) -> str:
         """:meth:`to_dict` as JSON text."""

@@ -208,6 +208,7 @@ async def test_result_saves_round_trip_and_markdown_names_every_file(
     saved = json.loads(result.save_to_json(tmp_path / "out/r.json").read_text())
     for key in ("batch_id", "total_files", "successful", "failed", "duration", "results"):
         assert saved[key] == json.loads(json.dumps(getattr(result, key)))
+    assert BatchResult.from_dict(saved) == result
     markdown = result.save_to_markdown(tmp_path / "out/r.md").read_text(encoding="utf-8")
     for name in ("one.txt", "two.txt", "three.txt"):
         assert name in markdown

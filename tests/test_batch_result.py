@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 from gleitzeit import BatchResult
 
 if TYPE_CHECKING:
@@ -51,3 +53,17 @@ def test_markdown_lists_each_file(tmp_path: Path) -> None:
     assert "A" * 501 not in text
     path = _result().save_to_markdown(tmp_path / "r.md")
     assert path.read_text(encoding="utf-8") == text
+
+
+def test_saved_json_reads_back_as_the_same_result(tmp_path: Path) -> None:
+    """from_dict(json of save_to_json) is the result it came from; a partial dict is refused."""
+    from gleitzeit import GleitzeitError
+
+    result = _result()
+    path = result.save_to_json(tmp_path / "r.json")
+    assert BatchResult.from_dict(json.loads(path.read_text())) == result
+    with pytest.raises(GleitzeitError) as info:
+        BatchResult.from_dict({"batch_id": "x"})
+    assert info.value.code.name == "INVALID_PARAMS"
+    assert "total_files" in info.value.message
+    assert info.value.data["missing"][0] == "total_files"
