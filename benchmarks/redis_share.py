@@ -7,7 +7,8 @@
 executes tasks too) plus N - 1 ``gleitzeit worker`` processes; time runs
 from the ``run_workflow`` call to its return. Tasks are inline no-ops
 (``result = 1``) or, with ``--isolation process``, process-isolated ones.
-Prints one line per case; asserts nothing.
+The same documents on the memory store in one process come first, as the
+floor. Prints one line per case; asserts nothing.
 """
 
 from __future__ import annotations
@@ -76,10 +77,12 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate(timeout=60)
 
 
-async def timed(url: str, doc: dict[str, Any], max_concurrent: int) -> float:
+async def timed(
+    url: str, doc: dict[str, Any], max_concurrent: int, persistence: str = "redis"
+) -> float:
     """Seconds from run_workflow's call to its return."""
     async with GleitzeitClient(
-        persistence="redis", redis_url=url, max_concurrent=max_concurrent
+        persistence=persistence, redis_url=url, max_concurrent=max_concurrent
     ) as client:
         start = time.perf_counter()
         await client.run_workflow(doc)
@@ -96,6 +99,16 @@ def main() -> None:
     args = parser.parse_args()
     n_ind, n_chain = (2000, 200) if args.quick else (10_000, 1000)
     with RedisServer() as server:
+        # The same documents on the memory store in one process: the floor.
+        seconds = anyio.run(
+            timed, server.url, independent(n_ind, args.isolation), args.max_concurrent, "memory"
+        )
+        per_chain = anyio.run(timed, server.url, chain(n_chain, args.isolation), 1, "memory")
+        print(
+            f"memory store, 1 process, {args.isolation}: {n_ind} independent tasks "
+            f"{n_ind / seconds:,.0f} tasks/s; {n_chain}-task chain "
+            f"{per_chain / n_chain * 1000:.2f} ms/task"
+        )
         base: float | None = None
         for procs in [int(p) for p in args.processes.split(",")]:
             workers = [start_worker(server.url) for _ in range(procs - 1)]

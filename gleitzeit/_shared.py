@@ -206,17 +206,17 @@ async def _complete(
     tasks = run.workflow.tasks
     rows = []
     payloads: list[tuple[str, int, Any]] = []
-    for i, result, error, _attempts, _start in finished:
+    for i, result, error, attempts, start in finished:
         tid = tasks[i].id
         if error is None:
-            rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result)))
+            rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result), start, attempts))
             payloads.append(("completed", i, result))
         else:
             error.data.setdefault("task_id", tid)
             error.data["workflow_id"] = run.id
             run.errors.setdefault(tid, error)  # keeps its class and traceback here
             as_dict = error_to_dict(error)
-            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(as_dict)))
+            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(as_dict), start, attempts))
             payloads.append(("failed", i, as_dict))
     coord.held -= len(rows)
     recorded, claims = await coord.complete(rows, run.max_concurrent - coord.held)

@@ -117,8 +117,20 @@ async def test_workers_share_a_run_and_each_task_runs_once(redis_url: str, tmp_p
     workers = [start_worker(redis_url, {}) for _ in range(2)]
     try:
         async with GleitzeitClient(persistence="redis", redis_url=redis_url) as client:
-            results = await client.run_workflow(shared_dag(n, log))
+            doc = shared_dag(n, log)
+            results = await client.run_workflow(doc)
             (wf,) = await client.list_workflows()
+            stored = await client._store.load(wf.id)
+        # Each task started after its dependencies finished, by the recorded times.
+        assert stored is not None
+        times = stored.task_times
+        assert len(times) == n
+        for task in doc["tasks"]:
+            (mine,) = times[task["name"]]
+            for dep in task["dependencies"]:
+                (theirs,) = times[dep]
+                assert theirs.end is not None
+                assert mine.start >= theirs.end, (task["name"], dep)
         assert {k: v["result"] for k, v in results.items()} == expected_results(n)
         runs = runs_of(log)
         assert len(runs) == n

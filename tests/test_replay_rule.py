@@ -184,4 +184,8 @@ def test_redis_follows_the_replay_rule(redis_url: str, steps: list[list[dict[str
     batches = _events(steps)
     prefix = f"replay{next(_counter)}"
     got = anyio.run(_stored, lambda: RedisStore(redis_url, prefix=prefix), batches)
-    assert _fields(got) == _fields(_expected(batches))
+    expected = _expected(batches)
+    assert _fields(got) == _fields(expected)
+    assert got is not None
+    assert expected is not None
+    assert got.task_times == expected.task_times

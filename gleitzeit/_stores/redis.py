@@ -37,12 +37,13 @@ from .._serde import structure_workflow, unstructure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ConfigurationError, ErrorCode, PersistenceError
-from ._state import StoredRun
+from ._state import AttemptTime, StoredRun
 from .redis_share import (
     _BEGIN,
     _COMPLETE,
     _END,
     _RECLAIM,
+    TRACK,
     Heartbeat,
     RedisCoordinator,
     consumer_name,
@@ -63,9 +64,12 @@ log = logging.getLogger("gleitzeit.redis")
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 
 #: The replay rule (``_state.apply_event``) for Redis. ARGV: prefix, most
-#: finished runs kept (0: all), then six fields per event: kind, workflow id,
-#: task id, time, status, payload (JSON text or "").
-_APPLY: Final = """
+#: finished runs kept (0: all), then eight fields per event: kind, workflow
+#: id, task id, time, status, payload (JSON text or ""), start of the
+#: attempt (or ""), attempt.
+_APPLY: Final = (
+    TRACK
+    + """
 local TASK_STATUS = {
   task_started = 'running', task_completed = 'completed', task_failed = 'failed',
   task_skipped = 'skipped', task_cancelled = 'cancelled'
@@ -76,10 +80,11 @@ local i = 3
 while i <= #ARGV do
   local kind, wid, tid, at, status, payload =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+  local started, attempt = ARGV[i + 6], ARGV[i + 7]
+  i = i + 8
   local wk = p .. ':wf:' .. wid
   if kind == 'workflow_submitted' then
-    redis.call('DEL', wk, wk .. ':tasks', wk .. ':results', wk .. ':errors')
+    redis.call('DEL', wk, wk .. ':tasks', wk .. ':results', wk .. ':errors', wk .. ':times')
     redis.call('HSET', wk, 'definition', payload, 'status', 'pending', 'created_at', at)
     redis.call('ZADD', p .. ':runs', tonumber(at), wid)
     redis.call('ZREM', p .. ':finished', wid)
@@ -89,6 +94,7 @@ while i <= #ARGV do
       -- A recorded completion is final: a late event of another attempt never replaces it.
       if redis.call('HGET', wk .. ':tasks', tid) ~= 'completed' then
         redis.call('HSET', wk .. ':tasks', tid, task_status)
+        track(wk, tid, task_status, at, started, attempt)
         if task_status == 'completed' then
           redis.call('HSET', wk .. ':results', tid, payload)
           redis.call('HDEL', wk .. ':errors', tid)
@@ -107,6 +113,7 @@ while i <= #ARGV do
         if states[j + 1] ~= 'completed' then
           redis.call('HDEL', wk .. ':tasks', states[j])
           redis.call('HDEL', wk .. ':errors', states[j])
+          redis.call('HDEL', wk .. ':times', states[j])
         end
       end
     elseif kind == 'workflow_finished' then
@@ -122,7 +129,7 @@ while i <= #ARGV do
           local oldest = redis.call('ZPOPMIN', p .. ':finished')[1]
           local ok = p .. ':wf:' .. oldest
           redis.call('DEL', ok, ok .. ':tasks', ok .. ':results', ok .. ':errors',
-            ok .. ':q', ok .. ':out', ok .. ':wait', ok .. ':dep', ok .. ':c')
+            ok .. ':times', ok .. ':q', ok .. ':out', ok .. ':wait', ok .. ':dep', ok .. ':c')
           redis.call('ZREM', p .. ':runs', oldest)
         end
       end
@@ -131,6 +138,7 @@ while i <= #ARGV do
 end
 return 1
 """
+)
 
 
 def mask_url(url: str) -> str:
@@ -409,6 +417,8 @@ class RedisStore:
                 repr(e.at),
                 e.status or "",
                 payload,
+                "" if e.started_at is None else repr(e.started_at),
+                str(e.attempt),
             ]
         return args
 
@@ -429,10 +439,11 @@ class RedisStore:
             pipe.hgetall(f"{base}:tasks")
             pipe.hgetall(f"{base}:results")
             pipe.hgetall(f"{base}:errors")
+            pipe.hgetall(f"{base}:times")
         raw = pipe.execute()
         out = []
         for n in range(len(ids)):
-            meta, tasks, results, errors = raw[4 * n : 4 * n + 4]
+            meta, tasks, results, errors, times = raw[5 * n : 5 * n + 5]
             if not meta:
                 continue
             out.append(
@@ -446,6 +457,7 @@ class RedisStore:
                     created_at=float(meta[b"created_at"]),
                     started_at=_float(meta.get(b"started_at")),
                     finished_at=_float(meta.get(b"finished_at")),
+                    task_times={k.decode(): [_attempt_time(v)] for k, v in times.items()},
                 )
             )
         return out
@@ -469,6 +481,11 @@ class RedisStore:
     def run_lock(self, workflow_id: str) -> None:
         """None: processes that share a Redis share its runs instead of locking them."""
         return None
+
+
+def _attempt_time(raw: bytes) -> AttemptTime:
+    start, end, status, attempt = raw.decode().split("|")
+    return AttemptTime(float(start), float(end) if end else None, status, int(attempt))
 
 
 def _float(raw: bytes | None) -> float | None:

@@ -29,6 +29,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -42,11 +43,34 @@ if TYPE_CHECKING:
     from ..core._models import Workflow
     from .redis import RedisStore
 
-__all__ = ["Heartbeat", "RedisCoordinator"]
+__all__ = ["TRACK", "Heartbeat", "RedisCoordinator"]
 
 log = logging.getLogger("gleitzeit.redis")
 
 GROUP: Final = "g"
+
+#: When a task's latest attempt ran, as ``_state._time`` keeps it: the hash
+#: ``W:times`` maps a task id to "start|end|status|attempt" (times as Python
+#: wrote them, so they read back exactly).
+TRACK: Final = """
+local function track(wk, tid, status, at, started, attempt)
+  local start = started
+  if status == 'running' then start = at end
+  local prev = redis.call('HGET', wk .. ':times', tid)
+  local pstart, pattempt = '', '0'
+  if prev then
+    local a, _, _, d = string.match(prev, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+    pstart, pattempt = a, d
+  end
+  if start == '' and prev then start = pstart end
+  if start == '' then return end
+  if attempt == '' or attempt == '0' then attempt = pattempt end
+  local e = at
+  if status == 'running' then e = '' end
+  redis.call('HSET', wk .. ':times', tid, start .. '|' .. e .. '|' .. status .. '|' .. attempt)
+end
+"""
+
 
 #: Start a shared run, or join it. ARGV: prefix, id, time, then per task:
 #: id, dependency indexes (comma-separated), dependent indexes.
@@ -70,6 +94,7 @@ for j = 1, #states, 2 do
   if states[j + 1] ~= 'completed' then
     redis.call('HDEL', tasks, states[j])
     redis.call('HDEL', wk .. ':errors', states[j])
+    redis.call('HDEL', wk .. ':times', states[j])
   end
 end
 redis.call('XGROUP', 'CREATE', wk .. ':q', 'g', '$', 'MKSTREAM')
@@ -100,24 +125,29 @@ return 1
 
 #: Record outcomes, then claim up to ``free`` ready tasks for ``consumer``.
 #: ARGV: prefix, id, consumer, free, then per outcome: entry id, index, task
-#: id, status, payload, time. Returns {one 1 (recorded) or 0 (already final)
-#: per outcome, {entry id, index, ...} of the claimed tasks}.
-_COMPLETE: Final = """
+#: id, status, payload, time, start of the attempt, attempt. Returns {one 1
+#: (recorded) or 0 (already final) per outcome, {entry id, index, ...} of the
+#: claimed tasks}.
+_COMPLETE: Final = (
+    TRACK
+    + """
 local p, wid, consumer, free = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local wk = p .. ':wf:' .. wid
 local q, tasks = wk .. ':q', wk .. ':tasks'
 local out = {}
-local n = (#ARGV - 4) / 6
+local n = (#ARGV - 4) / 8
 for k = 0, n - 1 do
-  local b = 5 + 6 * k
+  local b = 5 + 8 * k
   local entry, idx, tid = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, payload = ARGV[b + 3], ARGV[b + 4]
+  local at, started, attempt = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   if entry ~= '' then redis.call('XACK', q, 'g', entry) end
   local now = redis.call('HGET', tasks, tid)
   if now == 'completed' or now == 'failed' or redis.call('EXISTS', wk .. ':c') == 0 then
     out[k + 1] = 0
   else
     redis.call('HSET', tasks, tid, status)
+    track(wk, tid, status, at, started, attempt)
     if status == 'completed' then
       redis.call('HSET', wk .. ':results', tid, payload)
       redis.call('HDEL', wk .. ':errors', tid)
@@ -149,6 +179,7 @@ if free > 0 and redis.call('EXISTS', wk .. ':c') == 1 then
 end
 return {out, claimed}
 """
+)
 
 #: Put back the entries held by consumers whose heartbeat lapsed (ARGV[4] = 1:
 #: only this consumer, ARGV[3], handing its own back). Returns how many.
@@ -288,17 +319,18 @@ class RedisCoordinator:
         return int(got)
 
     async def complete(
-        self, outcomes: Sequence[tuple[str, int, str, str, str]], free: int
+        self, outcomes: Sequence[tuple[str, int, str, str, str, float, int]], free: int
     ) -> tuple[list[int], list[tuple[str, int]]]:
-        """Record outcomes ``(entry, index, task id, status, payload)`` and claim up to
-        ``free`` ready tasks, in one script call.
+        """Record outcomes ``(entry, index, task id, status, payload, start, attempt)``
+        and claim up to ``free`` ready tasks, in one script call.
 
         Returns one flag per outcome (1: recorded now, 0: another process had
         recorded it) and the claimed ``(entry id, index)`` pairs.
         """
         args = [self.store.prefix, self.workflow.id, self.consumer, str(max(0, free))]
-        for entry, i, tid, status, payload in outcomes:
-            args += [entry, str(i), tid, status, payload, ""]
+        now = repr(time.time())
+        for entry, i, tid, status, payload, start, attempt in outcomes:
+            args += [entry, str(i), tid, status, payload, now, repr(start), str(attempt)]
         complete = self._scripts["complete"]
         flags, claimed = await self.store.call(
             lambda c: complete(args=args, client=c), "record outcomes"
