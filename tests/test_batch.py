@@ -704,3 +704,22 @@ async def test_a_dollar_brace_in_a_file_name_stays_literal(tmp_path: Path) -> No
             str(write(tmp_path / "s.py", "result = file_path")), [str(path)]
         )
     assert result.results[str(path)]["content"] == str(path)
+
+
+async def test_a_batch_on_redis_is_stored_per_file(
+    tmp_path: Path, ollama: FakeOllama, redis_url: str
+) -> None:
+    """On the redis store a batch is an ordinary shared workflow: another client
+    sees it completed, file by file."""
+    paths = [write(tmp_path / f"{n}.txt", n) for n in ("a", "b", "c")]
+    async with client(ollama.url, persistence="redis", redis_url=redis_url) as c:
+        result = await c.batch_process(directory=str(tmp_path), max_concurrent=2)
+    assert result.successful == 3
+    async with client(ollama.url, persistence="redis", redis_url=redis_url) as other:
+        status = await other.get_workflow_status(result.batch_id)
+        first = await other.get_task_result(result.batch_id, task_ids([str(paths[0])])[0])
+    assert status is not None
+    assert str(status.status) == "completed"
+    assert status.completed_tasks == 3
+    assert first is not None
+    assert first["response"] == expected_reply("Analyze this file", paths[0])
