@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gleitzeit import GleitzeitClient, WorkflowStatus
 from gleitzeit.core.errors import ConfigurationError, WorkflowError
+
+from .strategies import dags
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -238,3 +242,65 @@ def test_worker_exits_zero_on_sigterm(redis_url: str) -> None:
     proc = start_worker(redis_url, {})
     assert proc.poll() is None
     assert stop(proc) == 0
+
+
+def _dag_doc(deps: list[list[int]], log: Path) -> dict[str, Any]:
+    """Inline tasks over ``deps``: each logs its run and sums its dependencies + 1."""
+    tasks = []
+    for i, needs in enumerate(deps):
+        refs = " + ".join(f"${{t{d}.result}}" for d in needs) or "0"
+        code = (
+            "import os, time\n"
+            f"with open({str(log)!r}, 'a') as f:\n"
+            f"    f.write('t{i} %d\\n' % os.getpid())\n"
+            "time.sleep(0.01)\n"
+            f"result = {refs} + 1\n"
+        )
+        tasks.append(
+            {
+                "name": f"t{i}",
+                "method": "python/execute",
+                "isolation": "inline",
+                "params": {"code": code},
+                "dependencies": [f"t{d}" for d in needs],
+            }
+        )
+    return {"name": "random dag", "tasks": tasks}
+
+
+@settings(max_examples=4)
+@given(deps=dags(min_size=10, max_size=40), kill_after=st.integers(0, 8))
+def test_random_dag_with_a_killed_worker(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory, deps: list[list[int]], kill_after: int
+) -> None:
+    """Random DAG, two workers, one killed after a random number of its tasks: same results."""
+    log = tmp_path_factory.mktemp("dag") / "runs.log"
+    values: list[int] = []
+    for needs in deps:
+        values.append(sum(values[d] for d in needs) + 1)
+    victim, other = start_worker(redis_url, {}), start_worker(redis_url, {})
+
+    async def main() -> tuple[dict[str, Any], str]:
+        async with GleitzeitClient(
+            persistence="redis", redis_url=redis_url, max_concurrent=2
+        ) as client:
+            wf = await client.run_workflow_async(_dag_doc(deps, log))
+            with anyio.move_on_after(30):
+                await wait_for(
+                    lambda: (
+                        client._runs.get(wf.id) is None
+                        or (log.exists() and pids_of(log)[victim.pid] >= kill_after)
+                    )
+                )
+            victim.kill()
+            return await client.wait_for_workflow(wf.id, timeout=120), wf.id
+
+    try:
+        results, wid = anyio.run(main, backend="trio")
+    finally:
+        stop(victim)
+        assert stop(other) == 0
+    assert [results[f"t{i}"]["result"] for i in range(len(deps))] == values
+    recorded = completions_recorded(redis_url, wid)
+    assert sorted(recorded) == list(range(len(deps)))
+    assert set(recorded.values()) == {1}
