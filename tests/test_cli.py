@@ -465,3 +465,20 @@ def test_batch_on_a_terminal_shows_progress(tmp_path: Path, ollama: FakeOllama) 
     seen = {int(n) for n in re.findall(r"done (\d)/4", screen)}
     assert {1, 2, 3, 4} <= seen, screen
     assert "completed: 4/4 completed in " in screen
+
+
+def test_exec_a_script_file_and_usage_errors(tmp_path: Path) -> None:
+    """`exec --file SCRIPT` runs a script; giving both or neither of CODE and --file is
+    a usage error (exit 2); a script that raises exits 4."""
+    script = tmp_path / "s.py"
+    script.write_text("print('hi'); result = {'n': 3}")
+    proc = run_cli("exec", "--file", str(script), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["result"], out["stdout"]) == ({"n": 3}, "hi\n")
+    assert run_cli("exec").returncode == 2
+    assert run_cli("exec", "result = 1", "--file", str(script)).returncode == 2
+    script.write_text("raise ValueError('bad')")
+    failed = run_cli("exec", "--file", str(script))
+    assert failed.returncode == 4
+    assert "ValueError" in failed.stderr

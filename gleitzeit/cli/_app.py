@@ -655,12 +655,22 @@ def task_result(state: _State, workflow_id: str, task_id: str) -> None:
 
 
 @cli.command("exec")
-@click.argument("code")
+@click.argument("code", required=False)
+@click.option(
+    "--file", "-f", "path", type=click.Path(dir_okay=False), help="Run this script instead."
+)
+@click.option(
+    "--timeout", default=30, show_default=True, type=click.IntRange(min=1), help="Seconds."
+)
 @_json_option
 @click.pass_obj
-def exec_(state: _State, code: str, as_json: bool) -> None:
-    """Run a snippet of Python CODE in a worker and print its result."""
-    _show(_call(state, lambda c: c.execute_python(code)), as_json, _print_json)
+def exec_(state: _State, code: str | None, path: str | None, timeout: int, as_json: bool) -> None:
+    """Run Python CODE (or a script given with --file) in a worker once and print
+    its result: the global ``result``, stdout, stderr, success, time."""
+    if (code is None) == (path is None):
+        raise click.UsageError("give either CODE or --file PATH (one of them)")
+    result = _call(state, lambda c: c.execute_python(code, file=path, timeout=timeout))
+    _show(result, as_json, _print_json)
 
 
 @cli.group()
