@@ -304,3 +304,24 @@ def test_random_dag_with_a_killed_worker(
     recorded = completions_recorded(redis_url, wid)
     assert sorted(recorded) == list(range(len(deps)))
     assert set(recorded.values()) == {1}
+
+
+def test_worker_on_another_store_exits_with_usage_error(tmp_path: Path) -> None:
+    """``gleitzeit worker`` without redis says it needs redis, exit code 2."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gleitzeit",
+            "--persistence",
+            "sqlite",
+            "--db-path",
+            str(tmp_path / "g.db"),
+            "worker",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert b"persistence='redis'" in proc.stderr
