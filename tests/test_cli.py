@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import hear_ctrl_c
+from .conftest import alive, hear_ctrl_c
 
 if TYPE_CHECKING:
     from gleitzeit.testing import FakeOllama
@@ -482,3 +482,70 @@ def test_exec_a_script_file_and_usage_errors(tmp_path: Path) -> None:
     failed = run_cli("exec", "--file", str(script))
     assert failed.returncode == 4
     assert "ValueError" in failed.stderr
+
+
+def test_sigint_on_sqlite_leaves_no_process_and_the_run_resumable(tmp_path: Path) -> None:
+    """Ctrl-C during a durable run exits 130, leaves no worker process behind, and
+    records the run cancelled; `workflow resume` finishes it without rerunning the
+    completed task."""
+    import signal
+    import time
+
+    marker, count = tmp_path / "pid", tmp_path / "count"
+    wf = write(
+        tmp_path,
+        f"""
+id: interrupted
+name: interrupted
+tasks:
+  - id: first
+    method: python/execute
+    params:
+      code: |
+        import pathlib
+        p = pathlib.Path({str(count)!r})
+        p.write_text(p.read_text() + 'x' if p.exists() else 'x')
+        result = 1
+  - id: slow
+    method: python/execute
+    dependencies: [first]
+    params:
+      code: |
+        import os, pathlib, time
+        m = pathlib.Path({str(marker)!r})
+        again = m.exists()
+        m.write_text(str(os.getpid()))
+        time.sleep(0 if again else 60)
+        result = 'done'
+""",
+    )
+    store = ["--persistence", "sqlite", "--db-path", str(tmp_path / "i.db")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    proc = subprocess.Popen(
+        [SCRIPT, *store, "run", wf],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=hear_ctrl_c,
+    )
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    worker = int(marker.read_text())
+    assert alive(worker)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    deadline = time.monotonic() + 10
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(worker)
+    status = run_cli(*store, "workflow", "status", "interrupted", "--json")
+    assert json.loads(status.stdout)["status"] == "cancelled"
+    resumed = run_cli(*store, "workflow", "resume", "interrupted", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["slow"]["result"] == "done"
+    assert count.read_text() == "x"  # the completed task did not run again
