@@ -108,6 +108,10 @@ class GleitzeitClient:
         redis_prefix: Every Redis key starts with ``redis_prefix:``
             (``$GLEITZEIT_REDIS_PREFIX``); clients with different prefixes on
             one Redis do not see each other's workflows.
+        redis_heartbeat_ttl: Seconds (default 5; ``$GLEITZEIT_REDIS_HEARTBEAT_TTL``)
+            after which the tasks of a process sharing runs on Redis that
+            stopped beating (died) are put back for the others; refreshed four
+            times per TTL from a thread of its own.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -132,6 +136,7 @@ class GleitzeitClient:
         providers: Iterable[Provider] = (),
         max_finished_runs: int = 1000,
         redis_prefix: str | None = None,
+        redis_heartbeat_ttl: float | None = None,
     ) -> None:
         setup_logging(debug)
         backend = resolve_option(persistence, "GLEITZEIT_PERSISTENCE_BACKEND") or "sqlite"
@@ -148,6 +153,20 @@ class GleitzeitClient:
         self.db_path = path
         self.redis_url = resolve_option(redis_url, "GLEITZEIT_REDIS_URL")
         self.redis_prefix = resolve_option(redis_prefix, "GLEITZEIT_REDIS_PREFIX") or "gleitzeit"
+        ttl = resolve_option(
+            None if redis_heartbeat_ttl is None else str(redis_heartbeat_ttl),
+            "GLEITZEIT_REDIS_HEARTBEAT_TTL",
+        )
+        try:
+            self.redis_heartbeat_ttl = 5.0 if ttl is None else float(ttl)
+        except ValueError:
+            self.redis_heartbeat_ttl = 0.0
+        if not 0.5 <= self.redis_heartbeat_ttl <= 3600:
+            raise ConfigurationError(
+                f"redis_heartbeat_ttl must be a number of seconds from 0.5 to 3600, not {ttl!r} "
+                "(a few seconds: a dead process's tasks go to others after about that long).",
+                data={"option": "redis_heartbeat_ttl", "value": ttl},
+            )
         self.ollama_url = resolve_option(ollama_url, "GLEITZEIT_OLLAMA_URL") or str(ollama_url)
         self.debug = debug
         self.isolation = check_choice("isolation", isolation, ISOLATION_MODES)
@@ -220,6 +239,7 @@ class GleitzeitClient:
             return RedisStore(
                 self.redis_url or DEFAULT_REDIS_URL,
                 prefix=self.redis_prefix,
+                heartbeat_ttl=self.redis_heartbeat_ttl,
                 max_finished=self.max_finished_runs,
             )
         path = Path(self.db_path) if self.db_path else default_db_path()

@@ -70,6 +70,10 @@ class SyncGleitzeitClient(SyncClientBase):
         redis_prefix: Every Redis key starts with ``redis_prefix:``
             (``$GLEITZEIT_REDIS_PREFIX``); clients with different prefixes on
             one Redis do not see each other's workflows.
+        redis_heartbeat_ttl: Seconds (default 5; ``$GLEITZEIT_REDIS_HEARTBEAT_TTL``)
+            after which the tasks of a process sharing runs on Redis that
+            stopped beating (died) are put back for the others; refreshed four
+            times per TTL from a thread of its own.
 
     Raises:
         ConfigurationError: CONFIGURATION_ERROR for an unknown persistence name,
@@ -94,6 +98,7 @@ class SyncGleitzeitClient(SyncClientBase):
         providers: Iterable[Provider] = (),
         max_finished_runs: int = 1000,
         redis_prefix: str | None = None,
+        redis_heartbeat_ttl: float | None = None,
     ) -> None:
         super().__init__()
         self._client = GleitzeitClient(
@@ -111,6 +116,7 @@ class SyncGleitzeitClient(SyncClientBase):
             providers=providers,
             max_finished_runs=max_finished_runs,
             redis_prefix=redis_prefix,
+            redis_heartbeat_ttl=redis_heartbeat_ttl,
         )
 
     def run_workflow(self, workflow: WorkflowSource) -> dict[str, Any]:

@@ -169,3 +169,24 @@ def test_mask_url() -> None:
     assert mask_url("redis://u:pw@h/0") == "redis://u:***@h/0"
     assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
     assert "pw" not in repr(RedisStore("redis://:pw@h:1/0"))
+
+
+async def test_heartbeat_ttl_is_configurable(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis_heartbeat_ttl (or its variable) sets the heartbeat key's TTL; bad values fail."""
+    monkeypatch.setenv("GLEITZEIT_REDIS_HEARTBEAT_TTL", "2")
+    async with GleitzeitClient(persistence="redis", redis_url=redis_url, isolation="inline") as c:
+        await c.run_workflow(CHAIN)
+        with redis.Redis.from_url(redis_url) as conn:
+            (key,) = conn.keys("gleitzeit:hb:*")
+            assert 0 < conn.pttl(key) <= 2000
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.keys("gleitzeit:hb:*") == []  # deleted when the client closed
+    for bad in ("0", "soon", "-1"):
+        monkeypatch.setenv("GLEITZEIT_REDIS_HEARTBEAT_TTL", bad)
+        with pytest.raises(ConfigurationError) as info:
+            GleitzeitClient(persistence="redis", redis_url=redis_url)
+        assert info.value.data["option"] == "redis_heartbeat_ttl"
+    monkeypatch.delenv("GLEITZEIT_REDIS_HEARTBEAT_TTL")
+    assert GleitzeitClient(persistence="redis", redis_heartbeat_ttl=7).redis_heartbeat_ttl == 7
