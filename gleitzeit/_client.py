@@ -893,6 +893,34 @@ class GleitzeitClient:
             for provider in self.providers
         ]
 
+    async def compact_journal(self) -> dict[str, int]:
+        """Rewrite the journal as the shortest record of every stored workflow's state.
+
+        A journal only grows; compacting keeps each workflow's definition,
+        status and each task's last status, result or error, and drops the
+        history in between. It is safe while workflows run: it happens between
+        two writes, and a crash during it leaves the old or the new file.
+
+        Returns:
+            ``runs`` (workflows kept), ``bytes_before``, ``bytes_after`` and
+            ``events_after`` (records in the new file).
+
+        Raises:
+            ConfigurationError: CONFIGURATION_ERROR if this client's
+                persistence is not ``journal`` (the other stores need no compaction).
+            PersistenceError: the new file could not be written (the old one is kept).
+        """
+        self._check_open()
+        from ._stores.journal import JournalStore
+
+        if not isinstance(self._store, JournalStore):
+            raise ConfigurationError(
+                f"compact_journal() compacts a journal, but this client's persistence is "
+                f"{self.persistence!r}; only persistence='journal' needs compaction.",
+                data={"option": "persistence", "value": self.persistence},
+            )
+        return await self._store.compact()
+
     async def provider_health(self) -> list[dict[str, Any]]:
         """Each provider's health, in registration order: ``provider_id``,
         ``reachable`` and what else it reports (Ollama: version and models;

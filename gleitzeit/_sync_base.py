@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import trio
 from anyio.from_thread import start_blocking_portal
 
 from .core.errors import ErrorCode, GleitzeitError
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 __all__ = ["SyncClientBase"]
 
 T = TypeVar("T")
+
+
+def _in_trio() -> bool:
+    """True if the calling thread runs a trio loop (trio refuses to block it)."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 class SyncClientBase:
@@ -48,6 +58,12 @@ class SyncClientBase:
             raise GleitzeitError(
                 "A SyncGleitzeitClient can be entered once; create a new one.",
                 ErrorCode.SYSTEM_SHUTDOWN,
+            )
+        if _in_trio():
+            raise GleitzeitError(
+                "SyncGleitzeitClient blocks its caller, and this thread runs trio; inside "
+                "trio code use 'async with GleitzeitClient() as client:' instead.",
+                ErrorCode.SYSTEM_NOT_INITIALIZED,
             )
         self._portal_cm = start_blocking_portal(backend="trio", name="gleitzeit")
         portal = self._portal_cm.__enter__()

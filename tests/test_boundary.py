@@ -76,3 +76,14 @@ def test_example_script_prints_one_short_error(tmp_path: Path) -> None:
     assert "ExceptionGroup" not in proc.stderr
     assert "nursery" not in proc.stderr.lower()
     assert "TaskError" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.trio
+async def test_the_blocking_client_inside_trio_says_what_to_use() -> None:
+    """Inside trio code the blocking client fails at once (it used to hang)."""
+    from gleitzeit.core.errors import ErrorCode, GleitzeitError
+
+    with pytest.raises(GleitzeitError) as info, SyncGleitzeitClient(persistence="memory"):
+        pass  # pragma: no cover - never entered
+    assert info.value.code == ErrorCode.SYSTEM_NOT_INITIALIZED
+    assert "async with GleitzeitClient()" in info.value.message

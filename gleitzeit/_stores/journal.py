@@ -42,15 +42,15 @@ import anyio.to_thread
 import attrs
 
 from .._serde import event_from_record, event_to_record
-from ..core._events import Event, EventKind
 from ..core.errors import ErrorCode, PersistenceError
 from . import LOCAL
-from ._state import EVENT_OF_STATUS, StoredRun, apply_event
+from ._state import StoredRun, apply_event, snapshot_events
 from ._writer import Writer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from ..core._events import Event
     from ..core._models import Workflow
     from . import LocalCoordinator
 
@@ -340,84 +340,68 @@ class JournalStore:
 
         return await self._writer_or_fail().call(newest)
 
-    async def compact(self) -> None:
-        """Rewrite the journal as the shortest record of the current state, atomically."""
-        await self._writer_or_fail().call(self._compact_sync)
+    async def compact(self) -> dict[str, int]:
+        """Rewrite the journal as the shortest record of its current state.
 
-    def _compact_sync(self) -> None:
+        Runs in the writer thread, between two writes, from what was written:
+        events recorded while the journal is compacted land after the
+        snapshot, so nothing is lost and a live run goes on undisturbed. The
+        new file replaces the old one atomically (a crash leaves one or the
+        other, never a mix).
+
+        Returns:
+            ``runs``, ``bytes_before``, ``bytes_after`` and ``events_after``.
+        """
+        result: dict[str, int] = await self._writer_or_fail().call(self._compact_sync)
+        return result
+
+    def _compact_sync(self) -> dict[str, int]:
         assert self._fd is not None
-        events: list[Event] = []
-        for run in sorted(self._runs.values(), key=lambda r: r.created_at):
-            wid = run.workflow.id
-            events.append(
-                Event(
-                    kind=EventKind.WORKFLOW_SUBMITTED,
-                    workflow_id=wid,
-                    at=run.created_at,
-                    workflow=run.workflow,
-                )
-            )
-            if run.started_at is not None:
-                events.append(
-                    Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=wid, at=run.started_at)
-                )
-            for task_id, status in run.task_status.items():
-                kind = EVENT_OF_STATUS[status]  # ("running" comes from task_started)
-                at = run.started_at or run.created_at
-                times = run.task_times.get(task_id)
-                started = attempt = None
-                if times:  # keep the attempt's times (see _state._time)
-                    started, end, _, attempt = times[-1]
-                    at = started if end is None else end
-                    if status not in ("completed", "failed", "running"):
-                        events.append(
-                            Event(
-                                kind=EventKind.TASK_STARTED,
-                                workflow_id=wid,
-                                task_id=task_id,
-                                at=started,
-                                attempt=attempt,
-                            )
-                        )
-                events.append(
-                    Event(
-                        kind=kind,
-                        workflow_id=wid,
-                        task_id=task_id,
-                        at=at,
-                        result=run.results.get(task_id),
-                        error=run.errors.get(task_id),
-                        attempt=attempt or 0,
-                        started_at=started if status in ("completed", "failed") else None,
-                    )
-                )
-            if run.status.is_final:
-                events.append(
-                    Event(
-                        kind=EventKind.WORKFLOW_FINISHED,
-                        workflow_id=wid,
-                        at=run.finished_at or run.created_at,
-                        status=run.status.value,
-                        error=run.error,
-                    )
-                )
+        # In the writer thread, between two writes: the replayed state holds
+        # exactly what was written so far.
+        runs = sorted(self._runs.values(), key=lambda r: r.created_at)
+        events = [event for run in runs for event in snapshot_events(run)]
+        data = self._encode(events)
+        before = self._end
         temp = self.path.with_name(self.path.name + ".compact")
+        fd = -1
         try:
-            with open(temp, "wb") as handle:
-                handle.write(self._encode(events))
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            # Locked before it takes the journal's name: no other process can
+            # slip in between the rename and our lock.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
             os.replace(temp, self.path)
+            _fsync_dir(self.path.parent)
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise _os_error(exc, self.path, "compact") from exc
-        # Point our descriptor (and lock) at the new file.
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.close(self._fd)
+        os.close(self._fd)  # the old file, now unlinked; its lock goes with it
         self._fd = fd
-        self._end = os.fstat(fd).st_size
+        self._end = len(data)
+        log.debug("journal %s compacted: %d -> %d bytes", self.path, before, self._end)
+        return {
+            "runs": len(runs),
+            "bytes_before": before,
+            "bytes_after": self._end,
+            "events_after": len(events),
+        }
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort where unsupported)."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _copy(run: StoredRun) -> StoredRun:
