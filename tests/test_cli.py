@@ -549,3 +549,25 @@ tasks:
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["slow"]["result"] == "done"
     assert count.read_text() == "x"  # the completed task did not run again
+
+
+def test_workflow_compact_on_a_journal(tmp_path: Path) -> None:
+    """`workflow compact` shrinks a journal and keeps its workflows; on another store it
+    exits 2 saying only journals need it."""
+    store = ["--persistence", "journal", "--db-path", str(tmp_path / "j.jsonl")]
+    for _ in range(3):
+        assert run_cli(*store, "run", write(tmp_path, GOOD)).returncode == 0
+    proc = run_cli(*store, "workflow", "compact", "--json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["runs"] == 3
+    assert stats["bytes_after"] < stats["bytes_before"]
+    listed = json.loads(run_cli(*store, "workflow", "list", "--json").stdout)
+    assert [w["status"] for w in listed] == ["completed"] * 3
+    plain = run_cli(*store, "workflow", "compact")
+    assert plain.stdout.startswith("compacted: 3 workflows kept")
+    other = run_cli(
+        "--persistence", "sqlite", "--db-path", str(tmp_path / "s.db"), "workflow", "compact"
+    )
+    assert other.returncode == 2
+    assert "journal" in other.stderr

@@ -394,6 +394,25 @@ def workflow_submit(state: _State, file: str, as_json: bool) -> None:
     _show(info, as_json, render)
 
 
+@workflow.command("compact")
+@_json_option
+@click.pass_obj
+def workflow_compact(state: _State, as_json: bool) -> None:
+    """Rewrite a journal store as the shortest record of its workflows' state.
+
+    Only for --persistence journal (it only grows); safe while workflows run.
+    """
+    stats = _call(state, lambda c: c.compact_journal())
+
+    def render(info: dict[str, Any]) -> None:
+        click.echo(
+            f"compacted: {info['runs']} workflows kept, {info['bytes_before']} -> "
+            f"{info['bytes_after']} bytes"
+        )
+
+    _show(stats, as_json, render)
+
+
 @workflow.command("status")
 @click.argument("workflow_id")
 @_json_option
