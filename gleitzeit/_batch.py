@@ -27,6 +27,7 @@ runs it unchanged: persistence, retries, timeouts, cancellation,
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 import time
@@ -287,8 +288,12 @@ async def expand_batch(workflow: Workflow, client: GleitzeitClient) -> Workflow:
         doc["timeout"] = workflow.timeout
     if workflow.mcp_servers:
         doc["mcp_servers"] = workflow.mcp_servers
-    await anyio.lowlevel.checkpoint()
-    return parse_workflow(doc, source_dir=workflow.source_dir, methods=client.providers.methods)
+    # Validating one task per file (a script file's existence included) is
+    # blocking work for a big batch: a worker thread does it.
+    parse = functools.partial(
+        parse_workflow, doc, source_dir=workflow.source_dir, methods=client.providers.methods
+    )
+    return await anyio.to_thread.run_sync(parse)
 
 
 def _step_doc(task: Task) -> dict[str, Any]:

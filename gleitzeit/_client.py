@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -361,8 +362,11 @@ class GleitzeitClient:
 
     async def _load(self, workflow: WorkflowSource) -> Workflow:
         """Validate a workflow against this client's providers (they may check more)."""
-        wf = load_workflow(workflow, methods=self.providers.methods)
-        await anyio.lowlevel.checkpoint()
+        # Reading and parsing a document (a big YAML file takes seconds) and
+        # checking literal file paths are blocking work: a worker thread does it.
+        wf = await anyio.to_thread.run_sync(
+            functools.partial(load_workflow, workflow, methods=self.providers.methods)
+        )
         if self._state == "open":  # (create_workflow also works on a client not yet open)
             await self.providers.prepare(wf)
         return wf

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 
 from gleitzeit.testing import FakeOllama, RedisServer
 
+from . import blocking_guard
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -19,6 +21,16 @@ settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_loop() -> Iterator[None]:
+    """Fail any test in which gleitzeit's code blocked an event loop (see blocking_guard)."""
+    blocking_guard.violations.clear()
+    yield from blocking_guard.guard()
+    found = list(blocking_guard.violations)
+    blocking_guard.violations.clear()
+    assert not found, "gleitzeit blocked the event loop:\n" + "\n".join(found)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -17,6 +17,7 @@ set ``max_concurrent`` (calls in flight to that server, default 8).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import attrs
 
 from ..core._methods import MethodSpec
@@ -235,7 +237,10 @@ class McpProvider(BaseProvider):
             ) from exc
         stop = server.stop = anyio.Event()
         started = False
-        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
+        errlog = await anyio.to_thread.run_sync(
+            functools.partial(tempfile.TemporaryFile, "w+", encoding="utf-8", errors="replace")
+        )
+        with errlog:
             try:
                 async with AsyncExitStack() as stack:
                     read, write = await self._connect(server, stack, errlog)

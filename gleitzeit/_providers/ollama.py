@@ -29,6 +29,7 @@ import random
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.to_thread
 
 from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, ProviderError, TaskError
@@ -221,8 +222,11 @@ class OllamaProvider(BaseProvider):
         return {"provider_id": self.provider_id, "url": self.base_url, **extra}
 
     async def execute(self, call: Call) -> dict[str, Any]:
-        """Run one llm/* call."""
-        path, body = self.build_request(call)
+        """Run one llm/* call (files and images are read in a worker thread)."""
+        if _reads_files(call.params):
+            path, body = await anyio.to_thread.run_sync(self.build_request, call)
+        else:
+            path, body = self.build_request(call)
         return await self.generate(path, body)
 
     def build_request(self, call: Call) -> tuple[str, dict[str, Any]]:
@@ -543,3 +547,11 @@ class OllamaProvider(BaseProvider):
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             out["error"] = f"{type(exc).__name__}: {exc}"
         return out
+
+
+_FILE_PARAMS = ("file_path", "files", "images", "image_path", "image_paths")
+
+
+def _reads_files(params: dict[str, Any]) -> bool:
+    """True if building the request reads files (which must not block the loop)."""
+    return any(params.get(key) for key in _FILE_PARAMS)

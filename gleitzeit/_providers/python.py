@@ -389,7 +389,10 @@ class PythonProvider(BaseProvider):
 
     async def execute(self, call: Call) -> dict[str, Any]:
         """Run the code in a worker process."""
-        request = self._request(call)
+        if call.params.get("file") is not None:  # a script file: checked off the loop
+            request = await anyio.to_thread.run_sync(self._request, call)
+        else:
+            request = self._request(call)
         request["cwd"] = os.getcwd()
         return self._result(call, await self.pool.run(request))
 
