@@ -21,7 +21,7 @@ GLEITZEIT = [sys.executable, "-m", "gleitzeit"]
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-    full_env["GLEITZEIT_PERSISTENCE"] = "memory"  # tests name their store explicitly
+    full_env["GLEITZEIT_PERSISTENCE_BACKEND"] = "memory"  # tests name their store explicitly
     full_env.update(env or {})
     return subprocess.run(
         [*GLEITZEIT, *args], capture_output=True, text=True, env=full_env, timeout=120
@@ -155,7 +155,7 @@ def test_stored_workflow_commands(tmp_path: Path) -> None:
 
 def test_env_selects_store(tmp_path: Path) -> None:
     db = str(tmp_path / "e.db")
-    env = {"GLEITZEIT_PERSISTENCE": "sqlite", "GLEITZEIT_DB_PATH": db}
+    env = {"GLEITZEIT_PERSISTENCE_BACKEND": "sqlite", "GLEITZEIT_SQLITE_PATH": db}
     assert run_cli("run", write(tmp_path, GOOD), env=env).returncode == 0
     listed = run_cli("workflow", "list", "--json", env=env)
     assert len(json.loads(listed.stdout)) == 1
@@ -207,7 +207,7 @@ tasks:
 """,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-    env["GLEITZEIT_PERSISTENCE"] = "memory"
+    env["GLEITZEIT_PERSISTENCE_BACKEND"] = "memory"
     proc = subprocess.Popen(
         [*GLEITZEIT, "run", wf],
         stdout=subprocess.PIPE,
@@ -258,7 +258,7 @@ def run_in_pty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
     full_env.update(
-        GLEITZEIT_PERSISTENCE="memory", TERM="xterm-256color", COLUMNS="100", LINES="30"
+        GLEITZEIT_PERSISTENCE_BACKEND="memory", TERM="xterm-256color", COLUMNS="100", LINES="30"
     )
     full_env.update(env or {})
     full_env.pop("NO_COLOR", None)
@@ -322,7 +322,7 @@ def test_run_through_pipes_has_no_live_display(tmp_path: Path) -> None:
         [SCRIPT, "run", write(tmp_path, CHAIN)],
         capture_output=True,
         text=True,
-        env={**os.environ, "GLEITZEIT_PERSISTENCE": "memory", "TERM": "xterm-256color"},
+        env={**os.environ, "GLEITZEIT_PERSISTENCE_BACKEND": "memory", "TERM": "xterm-256color"},
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

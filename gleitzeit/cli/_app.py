@@ -222,10 +222,14 @@ def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--persistence",
     type=click.Choice(["memory", "sqlite", "journal", "redis"]),
-    envvar="GLEITZEIT_PERSISTENCE",
-    help="Store (default: $GLEITZEIT_PERSISTENCE).",
+    envvar=["GLEITZEIT_PERSISTENCE_BACKEND", "GLEITZEIT_PERSISTENCE"],
+    help="Store (default: $GLEITZEIT_PERSISTENCE_BACKEND, else sqlite).",
 )
-@click.option("--db-path", envvar="GLEITZEIT_DB_PATH", help="File of a sqlite/journal store.")
+@click.option(
+    "--db-path",
+    envvar=["GLEITZEIT_SQLITE_PATH", "GLEITZEIT_DB_PATH"],
+    help="File of a sqlite/journal store (default: $GLEITZEIT_SQLITE_PATH).",
+)
 @click.option("--redis-url", envvar="GLEITZEIT_REDIS_URL", help="URL of a redis store.")
 @click.option("--ollama-url", envvar="GLEITZEIT_OLLAMA_URL", help="Ollama server URL.")
 @click.option("--debug", is_flag=True, help="Log debug output; tracebacks on errors.")
