@@ -65,3 +65,21 @@ def test_core_imports_no_io_libraries() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{file.name} imports {name}"
+
+
+def test_a_client_on_another_store_does_not_import_redis() -> None:
+    """redis-py (~10 MB) is imported only when the redis store is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gleitzeit import SyncGleitzeitClient\n"
+        "with SyncGleitzeitClient(persistence='memory') as c:\n"
+        "    c.execute_python(code='result = 1')\n"
+        "print('redis' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False", out.stderr
