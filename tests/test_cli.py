@@ -110,6 +110,32 @@ def test_validate_ok_and_invalid(tmp_path: Path) -> None:
     assert "zz" in plain.stderr
 
 
+CYCLE = """\
+name: loop
+tasks:
+  - id: a
+    method: python/execute
+    params: {code: "result = 1"}
+    dependencies: [b]
+  - id: b
+    method: python/execute
+    params: {code: "result = 2"}
+    dependencies: [a]
+"""
+
+
+def test_validate_a_cycle_exits_3_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, CYCLE)
+    plain = run_cli("validate", path)
+    assert plain.returncode == 3
+    assert "'a' -> 'b' -> 'a'" in plain.stderr
+    as_json = run_cli("validate", path, "--json")
+    assert as_json.returncode == 3
+    doc = json.loads(as_json.stdout)
+    assert doc["code"] == "WORKFLOW_CIRCULAR_DEPENDENCY"
+    assert doc["cycle"] == ["a", "b"]
+
+
 def test_run_invalid_exit_3(tmp_path: Path) -> None:
     proc = run_cli("run", write(tmp_path, GOOD.replace("python/execute", "nosuch/method", 1)))
     assert proc.returncode == 3, proc.stderr
