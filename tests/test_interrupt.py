@@ -5,26 +5,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gleitzeit import SyncGleitzeitClient, WorkflowStatus
 
-from .conftest import alive, hear_ctrl_c
+from .conftest import alive, hear_ctrl_c, wait_until
 from .interrupt_child import WORKFLOW_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize("mode", ["asyncio", "trio", "sync"])
@@ -39,7 +29,7 @@ def test_ctrl_c_records_the_run_cancelled_and_resumable(tmp_path: Path, mode: st
         preexec_fn=hear_ctrl_c,
     )
     try:
-        assert _wait_for(pids_file.exists, 60), "the slow task never started"
+        assert wait_until(pids_file.exists, 60), "the slow task never started"
         worker, grandchild = map(int, pids_file.read_text().split())
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)

@@ -6,22 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
-from .conftest import alive
+from .conftest import alive, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_sigkill_of_the_engine_kills_its_workers_and_their_children(tmp_path: Path) -> None:
@@ -45,13 +35,13 @@ def test_sigkill_of_the_engine_kills_its_workers_and_their_children(tmp_path: Pa
     )
     engine = subprocess.Popen([sys.executable, "-c", engine_code])
     try:
-        assert _wait_for(pids_file.exists, 60), "the task never started"
+        assert wait_until(pids_file.exists, 60), "the task never started"
         worker, grandchild = map(int, pids_file.read_text().split())
         assert alive(worker)
         assert alive(grandchild)
         os.kill(engine.pid, signal.SIGKILL)
         engine.wait(timeout=30)
-        assert _wait_for(lambda: not alive(worker) and not alive(grandchild), 10), (
+        assert wait_until(lambda: not alive(worker) and not alive(grandchild), 10), (
             "the worker or its child outlived the engine"
         )
     finally:

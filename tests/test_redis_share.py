@@ -28,12 +28,18 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
-def shared_dag(n: int, log: Path, sleep: float = 0.005, name: str = "shared") -> dict[str, Any]:
-    """``n`` inline tasks, each depending on up to two earlier ones; each logs its run."""
+def _shared_deps(i: int) -> list[int]:
+    """The dependencies of task ``i`` in shared_dag: up to two earlier tasks."""
+    return sorted({(i * 7) % i, (i * 13 + 5) % i} if i > 2 else set())
+
+
+def dag_doc(
+    deps: list[list[int]], log: Path, sleep: float = 0.01, name: str = "random dag"
+) -> dict[str, Any]:
+    """Inline tasks over ``deps``: each logs its run and sums its dependencies + 1."""
     tasks = []
-    for i in range(n):
-        deps = sorted({(i * 7) % i, (i * 13 + 5) % i} if i > 2 else set())
-        refs = " + ".join(f"${{t{d}.result}}" for d in deps) or "0"
+    for i, needs in enumerate(deps):
+        refs = " + ".join(f"${{t{d}.result}}" for d in needs) or "0"
         code = (
             "import os, time\n"
             f"with open({str(log)!r}, 'a') as f:\n"
@@ -47,18 +53,22 @@ def shared_dag(n: int, log: Path, sleep: float = 0.005, name: str = "shared") ->
                 "method": "python/execute",
                 "isolation": "inline",
                 "params": {"code": code},
-                "dependencies": [f"t{d}" for d in deps],
+                "dependencies": [f"t{d}" for d in needs],
             }
         )
     return {"name": name, "tasks": tasks}
+
+
+def shared_dag(n: int, log: Path, sleep: float = 0.005, name: str = "shared") -> dict[str, Any]:
+    """``n`` inline tasks, each depending on up to two earlier ones; each logs its run."""
+    return dag_doc([_shared_deps(i) for i in range(n)], log, sleep, name)
 
 
 def expected_results(n: int) -> dict[str, int]:
     """What shared_dag's tasks compute, by a plain loop."""
     values: dict[int, int] = {}
     for i in range(n):
-        deps = sorted({(i * 7) % i, (i * 13 + 5) % i} if i > 2 else set())
-        values[i] = sum(values[d] for d in deps) + 1
+        values[i] = sum(values[d] for d in _shared_deps(i)) + 1
     return {f"t{i}": v for i, v in values.items()}
 
 
@@ -261,30 +271,6 @@ def test_worker_exits_zero_on_sigterm(redis_url: str) -> None:
     assert stop(proc) == 0
 
 
-def _dag_doc(deps: list[list[int]], log: Path) -> dict[str, Any]:
-    """Inline tasks over ``deps``: each logs its run and sums its dependencies + 1."""
-    tasks = []
-    for i, needs in enumerate(deps):
-        refs = " + ".join(f"${{t{d}.result}}" for d in needs) or "0"
-        code = (
-            "import os, time\n"
-            f"with open({str(log)!r}, 'a') as f:\n"
-            f"    f.write('t{i} %d\\n' % os.getpid())\n"
-            "time.sleep(0.01)\n"
-            f"result = {refs} + 1\n"
-        )
-        tasks.append(
-            {
-                "name": f"t{i}",
-                "method": "python/execute",
-                "isolation": "inline",
-                "params": {"code": code},
-                "dependencies": [f"t{d}" for d in needs],
-            }
-        )
-    return {"name": "random dag", "tasks": tasks}
-
-
 @settings(max_examples=4)
 @given(deps=dags(min_size=10, max_size=40), kill_after=st.integers(0, 8))
 def test_random_dag_with_a_killed_worker(
@@ -301,7 +287,7 @@ def test_random_dag_with_a_killed_worker(
         async with GleitzeitClient(
             persistence="redis", redis_url=redis_url, max_concurrent=2
         ) as client:
-            wf = await client.run_workflow_async(_dag_doc(deps, log))
+            wf = await client.run_workflow_async(dag_doc(deps, log))
             with anyio.move_on_after(30):
                 await wait_for(
                     lambda: (
