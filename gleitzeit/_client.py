@@ -14,7 +14,6 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._batch import batch_document, expand_batch, run_batch
 from ._config import (
     DEFAULT_OLLAMA_URL,
     DEFAULT_PERSISTENCE,
@@ -323,6 +322,8 @@ class GleitzeitClient:
         self._check_open()
         wf = await self._load(workflow)
         if wf.is_batch:  # one task per file, found now (off the event loop)
+            from ._batch import expand_batch  # batch code loads on first use
+
             wf = await expand_batch(wf, self)
         if wf.id in self._runs:
             raise WorkflowError(
@@ -804,6 +805,8 @@ class GleitzeitClient:
                 stopped (partial results in ``e.data["batch"]``).
         """
         template = {"method": method, "model": model, "prompt": prompt}
+        from ._batch import batch_document, run_batch
+
         doc = batch_document(
             name=f"Batch {method}",
             directory=directory,
@@ -856,6 +859,8 @@ class GleitzeitClient:
                 exist, ``data_files`` is empty or ``max_concurrent`` < 1; as
                 :meth:`batch_process` otherwise.
         """
+        from ._batch import batch_document, run_batch
+
         doc = batch_document(
             name=f"Batch {Path(script).name}",
             directory=None,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import tempfile
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Final
 
@@ -235,6 +234,8 @@ class McpProvider(BaseProvider):
                 ErrorCode.PROVIDER_INITIALIZATION_FAILED,
                 {"provider_id": self.provider_id, "server": server.name},
             ) from exc
+        import tempfile  # only a server start needs it
+
         stop = server.stop = anyio.Event()
         started = False
         errlog = await anyio.to_thread.run_sync(
