@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import alive, hear_ctrl_c
+from .conftest import alive, hear_ctrl_c, wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gleitzeit.testing import FakeOllama
 
 GLEITZEIT = [sys.executable, "-m", "gleitzeit"]
@@ -26,6 +29,31 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [*GLEITZEIT, *args], capture_output=True, text=True, env=full_env, timeout=120
     )
+
+
+def interrupt_when(ready: Callable[[], bool], argv: list[str], **env_vars: str) -> str:
+    """Start ``argv`` (no GLEITZEIT_* variables but ``env_vars``), send it SIGINT once
+    ``ready()`` holds, and return its stderr after checking it exited with 130."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, **env_vars},
+        preexec_fn=hear_ctrl_c,
+    )
+    try:
+        assert wait_until(lambda: ready() or proc.poll() is not None, 60)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    return err
 
 
 def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> str:
@@ -217,9 +245,6 @@ def test_provider_health_unreachable_ollama_exit_5() -> None:
 
 
 def test_sigint_exits_130(tmp_path: Path) -> None:
-    import signal
-    import time
-
     marker = tmp_path / "started"
     wf = write(
         tmp_path,
@@ -232,23 +257,9 @@ tasks:
       code: "import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
 """,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-    env["GLEITZEIT_PERSISTENCE_BACKEND"] = "memory"
-    proc = subprocess.Popen(
-        [*GLEITZEIT, "run", wf],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=hear_ctrl_c,
+    err = interrupt_when(
+        marker.exists, [*GLEITZEIT, "run", wf], GLEITZEIT_PERSISTENCE_BACKEND="memory"
     )
-    deadline = time.monotonic() + 60
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
     assert "Traceback" not in err
 
 
@@ -514,9 +525,6 @@ def test_sigint_on_sqlite_leaves_no_process_and_the_run_resumable(tmp_path: Path
     """Ctrl-C during a durable run exits 130, leaves no worker process behind, and
     records the run cancelled; `workflow resume` finishes it without rerunning the
     completed task."""
-    import signal
-    import time
-
     marker, count = tmp_path / "pid", tmp_path / "count"
     wf = write(
         tmp_path,
@@ -546,29 +554,12 @@ tasks:
 """,
     )
     store = ["--persistence", "sqlite", "--db-path", str(tmp_path / "i.db")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-    proc = subprocess.Popen(
-        [SCRIPT, *store, "run", wf],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=hear_ctrl_c,
+    err = interrupt_when(
+        lambda: marker.exists() and bool(marker.read_text()), [SCRIPT, *store, "run", wf]
     )
-    deadline = time.monotonic() + 60
-    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    worker = int(marker.read_text())
-    assert alive(worker)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "interrupted"
-    deadline = time.monotonic() + 10
-    while alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(worker)
+    worker = int(marker.read_text())
+    assert wait_until(lambda: not alive(worker), 10)
     status = run_cli(*store, "workflow", "status", "interrupted", "--json")
     assert json.loads(status.stdout)["status"] == "cancelled"
     resumed = run_cli(*store, "workflow", "resume", "interrupted", "--json")
