@@ -48,7 +48,7 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from ._batch_result import BatchResult
@@ -626,11 +626,16 @@ class GleitzeitClient:
 
         await serve(self, self._store)
 
-    async def _join(self, stored: StoredRun) -> None:
-        """Take part in a shared run that another process started (workers)."""
+    async def _join(self, stored: StoredRun, ready: Callable[[], Awaitable[bool]]) -> None:
+        """Take part in a shared run that another process started (workers).
+
+        The run is prepared first; ``ready()`` then says whether to join.
+        """
         workflow = stored.workflow
         await self.providers.prepare(workflow)
         run = self._engine.prepare(workflow, completed=stored.results)
+        if not await ready():
+            return
         run.created_at = stored.created_at or time.time()
         run.join_only = True
         self._runs[workflow.id] = run

@@ -19,7 +19,6 @@ The run is over for this process when its scheduler has every task final.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
+from ._stores.redis_share import decode_outcomes, to_json
 from .core._events import Event, EventKind
 from .core._scheduler import CANCELLED, COMPLETED, FAILED, SKIPPED
 from .core.errors import GleitzeitError, error_from_dict, error_to_dict
@@ -55,10 +55,6 @@ class _Local:
 
     def send_nowait(self, item: Any) -> None:
         self.inbox.send_nowait(("local", item))
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
 async def _poller(
@@ -103,7 +99,6 @@ async def _serve(
     held: dict[int, str],
     provider_of: Any,
 ) -> None:
-    from ._stores.redis_share import decode_outcome
 
     sched = run.sched
     state = sched.state
@@ -164,7 +159,8 @@ async def _serve(
                     if msg[1][0] >= 0:
                         finished.append(msg[1])
                 elif kind == "out":
-                    _apply_outcome(engine, run, decode_outcome(msg[1]))
+                    for outcome in decode_outcomes(msg[1], coord.me):
+                        _apply_outcome(engine, run, outcome)
             if parked:
                 unpark()
             # Record outcomes; the script hands back newly ready tasks at once
@@ -209,20 +205,20 @@ async def _complete(
     for i, result, error, attempts, start in finished:
         tid = tasks[i].id
         if error is None:
-            rows.append((held.pop(i, ""), i, tid, "completed", _dumps(result), start, attempts))
+            rows.append((held.pop(i, ""), i, tid, True, to_json(result), start, attempts))
             payloads.append(("completed", i, result))
         else:
             error.data.setdefault("task_id", tid)
             error.data["workflow_id"] = run.id
             run.errors.setdefault(tid, error)  # keeps its class and traceback here
             as_dict = error_to_dict(error)
-            rows.append((held.pop(i, ""), i, tid, "failed", _dumps(as_dict), start, attempts))
+            rows.append((held.pop(i, ""), i, tid, False, to_json(as_dict), start, attempts))
             payloads.append(("failed", i, as_dict))
     coord.held -= len(rows)
     recorded, claims = await coord.complete(rows, run.max_concurrent - coord.held)
     coord.held += len(claims)
     for flag, outcome in zip(recorded, payloads, strict=True):
-        if flag:  # recorded by this call: apply it now (its stream copy is then skipped)
+        if flag:  # recorded by this call: apply it now (its stream copy is skipped)
             _apply_outcome(engine, run, outcome)
     return claims
 

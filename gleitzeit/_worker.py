@@ -27,32 +27,69 @@ __all__ = ["serve", "worker_main"]
 log = logging.getLogger("gleitzeit.worker")
 
 
+#: Seconds a worker that read a submitted run's definition waits for the run
+#: to start before it lets go (a later start still gets it joined).
+PRELOAD_WAIT = 30.0
+
+
 async def serve(client: GleitzeitClient, store: Any) -> None:
-    """Join every shared run of ``store`` until cancelled."""
+    """Join every shared run of ``store`` until cancelled.
+
+    A run is prepared as soon as it is submitted (its definition read and
+    its scheduler built while the submitter starts it), and joined the moment
+    it goes live.
+    """
     serving: set[str] = set()
+    starting: dict[str, anyio.Event] = {}
+    submitted: list[str] = []
     last = "0"
     async with anyio.create_task_group() as tg:
         while True:
-            for wid in await store.live_runs():
+            for wid in submitted:
                 if wid not in serving:
                     serving.add(wid)
-                    tg.start_soon(_join, client, store, wid, serving)
-            last = await store.wait_for_runs(last, 1.0)
+                    starting[wid] = anyio.Event()
+                    tg.start_soon(_join, client, store, wid, serving, starting)
+            for wid in await store.live_runs():
+                if wid in starting:
+                    starting[wid].set()
+                elif wid not in serving:
+                    serving.add(wid)
+                    tg.start_soon(_join, client, store, wid, serving, starting)
+            last, submitted = await store.wait_for_runs(last, 1.0)
 
 
-async def _join(client: GleitzeitClient, store: Any, wid: str, serving: set[str]) -> None:
+async def _join(
+    client: GleitzeitClient,
+    store: Any,
+    wid: str,
+    serving: set[str],
+    starting: dict[str, anyio.Event],
+) -> None:
+    live = starting.get(wid)
+
+    async def ready() -> bool:
+        """Whether to go on: the run went live, and this client does not run it already."""
+        if live is not None:
+            with anyio.move_on_after(PRELOAD_WAIT):
+                await live.wait()
+        return (live is None or live.is_set()) and wid not in client._runs
+
     try:
-        stored = await store.load(wid)
-        if stored is None or stored.status is not WorkflowStatus.RUNNING:
+        stored = await store.load_shared(wid)
+        if stored is None:
             return
-        if wid in client._runs:  # this client runs it already
+        if stored.status is not WorkflowStatus.RUNNING and (
+            live is None or stored.status is not WorkflowStatus.PENDING
+        ):
             return
         log.info("joining workflow %s %r", wid, stored.workflow.name)
-        await client._join(stored)
+        await client._join(stored, ready)
     except GleitzeitError as exc:  # the run's own failure is recorded; go on serving
         log.warning("workflow %s: %s", wid, exc)
     finally:
         serving.discard(wid)
+        starting.pop(wid, None)
 
 
 def worker_main(options: dict[str, Any], debug: bool) -> int:

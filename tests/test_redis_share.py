@@ -102,7 +102,13 @@ def completions_recorded(url: str, workflow_id: str) -> Counter[int]:
     """Completions recorded in the run's outcome stream, per task index."""
     with redis.Redis.from_url(url) as conn:
         entries = conn.xrange(f"gleitzeit:wf:{workflow_id}:out")
-    return Counter(int(f[b"i"]) for _, f in entries if f[b"k"] == b"completed")
+    return Counter(
+        int(i)
+        for _, f in entries
+        if f[b"k"] == b"b"  # a batch: ``s`` says c(ompleted)/f(ailed) per index in ``i``
+        for kind, i in zip(f[b"s"].decode(), f[b"i"].split(b","), strict=True)
+        if kind == "c"
+    )
 
 
 def assert_started_after_dependencies(stored: StoredRun, doc: dict[str, Any]) -> None:
@@ -254,6 +260,35 @@ async def test_resume_joins_a_live_run(redis_url: str, tmp_path: Path) -> None:
     assert first == joined
     assert {k: v["result"] for k, v in first.items()} == expected_results(n)
     assert set(runs_of(log).values()) == {1}
+
+
+async def test_worker_joins_a_resumed_run(redis_url: str, tmp_path: Path) -> None:
+    """A run cancelled midway, then resumed with a worker beside it: the worker
+    learns the tasks done before from the outcome stream, runs its share, and
+    the results equal a single-process run's."""
+    log = tmp_path / "runs.log"
+    n = 200
+    async with GleitzeitClient(persistence="redis", redis_url=redis_url, max_concurrent=4) as one:
+        wf = await one.run_workflow_async(shared_dag(n, log))
+        await wait_for(lambda: log.exists() and len(runs_of(log)) >= 20)
+        assert await one.cancel_workflow(wf.id)
+        with pytest.raises(WorkflowError):
+            await one.wait_for_workflow(wf.id, timeout=60)
+    assert len(runs_of(log)) < n
+    worker = start_worker(redis_url, {})
+    try:
+        async with GleitzeitClient(
+            persistence="redis", redis_url=redis_url, max_concurrent=4
+        ) as two:
+            with anyio.fail_after(60):  # a worker blind to the earlier tasks would hold some
+                results = await two.resume_workflow(wf.id)
+    finally:
+        code = stop(worker)
+    assert code == 0
+    assert {k: v["result"] for k, v in results.items()} == expected_results(n)
+    assert len(runs_of(log)) == n
+    assert pids_of(log)[worker.pid] >= 1
+    assert set(completions_recorded(redis_url, wf.id).values()) == {1}
 
 
 async def test_run_worker_needs_redis(tmp_path: Path) -> None:

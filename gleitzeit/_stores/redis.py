@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import anyio.to_thread
 
+from .._gc import gc_paused
 from .._serde import structure_workflow, unstructure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
@@ -88,6 +89,8 @@ while i <= #ARGV do
     redis.call('HSET', wk, 'definition', payload, 'status', 'pending', 'created_at', at)
     redis.call('ZADD', p .. ':runs', tonumber(at), wid)
     redis.call('ZREM', p .. ':finished', wid)
+    -- workers read the definition now, while the submitter starts the run
+    redis.call('XADD', p .. ':notify', 'MAXLEN', '~', '1000', '*', 's', wid)
   elseif redis.call('EXISTS', wk) == 1 then
     local task_status = TASK_STATUS[kind]
     if task_status then
@@ -366,25 +369,32 @@ class RedisStore:
         raw: set[bytes] = await self.call(lambda c: c.smembers(key), "list shared runs")
         return sorted(x.decode() for x in raw)
 
-    async def wait_for_runs(self, last: str, timeout: float) -> str:
-        """Wait up to ``timeout`` s for a run to be shared; returns the position to wait from."""
+    async def wait_for_runs(self, last: str, timeout: float) -> tuple[str, list[str]]:
+        """Wait up to ``timeout`` s for a run to be submitted or shared.
+
+        Returns the position to wait from next and the ids of the runs
+        submitted meanwhile (a worker reads their definitions before they start).
+        """
         key = f"{self.prefix}:notify"
         r = self._redis
         conn = self._conn
         if conn is None:
-            return last
+            return last, []
 
-        def wait() -> str:
+        def wait() -> tuple[str, list[str]]:
             try:
                 got: Any = conn.xread({key: last}, count=100, block=int(timeout * 1000))
             except r.exceptions.RedisError as exc:
                 raise self.error(exc, "wait for shared runs") from exc
+            position, submitted = last, []
             for _, entries in got or []:
-                last_id: str = entries[-1][0].decode()
-                return last_id
-            return last
+                for entry_id, fields in entries:
+                    position = entry_id.decode()
+                    if b"s" in fields:
+                        submitted.append(fields[b"s"].decode())
+            return position, submitted
 
-        result: str = await anyio.to_thread.run_sync(wait)
+        result: tuple[str, list[str]] = await anyio.to_thread.run_sync(wait)
         return result
 
     # --- events ---------------------------------------------------------------
@@ -466,6 +476,34 @@ class RedisStore:
         """The stored state of one workflow, or None."""
         runs = await self.call(lambda conn: self._read(conn, [workflow_id]), "read a workflow")
         return runs[0] if runs else None
+
+    async def load_shared(self, workflow_id: str) -> StoredRun | None:
+        """A live shared run's definition and status, for a process joining it.
+
+        Without task states and results: the run's outcome stream holds every
+        task done (earlier runs' too), and the joiner reads it from the start.
+        """
+
+        def read(conn: redis.Redis) -> dict[bytes, bytes]:
+            fields = ("definition", "status", "created_at", "started_at")
+            raw: list[bytes | None] = conn.hmget(self.key(workflow_id), fields)  # type: ignore[assignment]
+            return {k.encode(): v for k, v in zip(fields, raw, strict=True) if v is not None}
+
+        meta = await self.call(read, "read a workflow")
+        if b"definition" not in meta:
+            return None
+
+        def build() -> StoredRun:
+            with gc_paused():
+                workflow = structure_workflow(json.loads(meta[b"definition"]))
+            return StoredRun(
+                workflow,
+                status=WorkflowStatus(meta[b"status"].decode()),
+                created_at=float(meta[b"created_at"]),
+                started_at=_float(meta.get(b"started_at")),
+            )
+
+        return await anyio.to_thread.run_sync(build)
 
     async def list_runs(self, limit: int) -> list[StoredRun]:
         """The most recently submitted workflows, newest first."""

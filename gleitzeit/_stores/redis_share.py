@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..core._models import Workflow
     from .redis import RedisStore
 
-__all__ = ["TRACK", "Heartbeat", "RedisCoordinator"]
+__all__ = ["TRACK", "Heartbeat", "RedisCoordinator", "decode_outcomes", "to_json"]
 
 log = logging.getLogger("gleitzeit.redis")
 
@@ -72,17 +72,22 @@ end
 """
 
 
-#: Start a shared run, or join it. ARGV: prefix, id, time, then per task:
-#: id, dependency indexes (comma-separated), dependent indexes.
-#: Returns 1 (started), 0 (joined), -1 (unknown workflow), -2 (not running, join only).
+#: Start a shared run, or join it. ARGV: prefix, id, time, join only (1/0),
+#: consumer, then (to start) the tasks as JSON: ``[[id, [dependency indexes],
+#: "dependent indexes, comma-separated"], ...]``. Tasks completed by an
+#: earlier run go onto ``W:out`` first (as the starter's), so the outcome
+#: stream alone tells a joiner every task that is done.
+#: Returns 1 (started), 0 (joined), -1 (unknown workflow), -2 (not running,
+#: join only), 2 (not running: call again with the tasks).
 _BEGIN: Final = """
-local p, wid, at, join_only = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, wid, at, join_only, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local wk = p .. ':wf:' .. wid
 if redis.call('EXISTS', wk) == 0 then return -1 end
 if redis.call('HGET', wk, 'status') == 'running' and redis.call('EXISTS', wk .. ':c') == 1 then
   return 0
 end
 if join_only == '1' then return -2 end
+if ARGV[6] == nil then return 2 end
 redis.call('DEL', wk .. ':q', wk .. ':out', wk .. ':wait', wk .. ':dep', wk .. ':c')
 -- the replay rule's workflow_started: unfinished tasks are pending again
 redis.call('HSET', wk, 'status', 'running', 'started_at', at)
@@ -97,23 +102,43 @@ for j = 1, #states, 2 do
     redis.call('HDEL', wk .. ':times', states[j])
   end
 end
+-- no task completed yet (a new run): no need to look any up
+local fresh = redis.call('HLEN', tasks) == 0
 redis.call('XGROUP', 'CREATE', wk .. ':q', 'g', '$', 'MKSTREAM')
 redis.call('XADD', wk .. ':out', '*', 'k', 'w')
-local ids = {}
-local n = (#ARGV - 4) / 3
-for k = 0, n - 1 do ids[k] = ARGV[5 + 3 * k] end
-for k = 0, n - 1 do
-  local tid, deps, dependents = ARGV[5 + 3 * k], ARGV[6 + 3 * k], ARGV[7 + 3 * k]
-  if dependents ~= '' then redis.call('HSET', wk .. ':dep', k, dependents) end
-  if redis.call('HGET', tasks, tid) ~= 'completed' then
-    local waiting = 0
-    for d in string.gmatch(deps, '[^,]+') do
-      if redis.call('HGET', tasks, ids[tonumber(d)]) ~= 'completed' then waiting = waiting + 1 end
+local spec = cjson.decode(ARGV[6])
+local q, dep, wait = wk .. ':q', wk .. ':dep', wk .. ':wait'
+if not fresh then
+  local idxs, payloads = {}, {}
+  for k = 0, #spec - 1 do
+    local tid = spec[k + 1][1]
+    if redis.call('HGET', tasks, tid) == 'completed' then
+      idxs[#idxs + 1] = k
+      payloads[#payloads + 1] = redis.call('HGET', wk .. ':results', tid) or '{}'
+    end
+    if #idxs == 1000 or (k == #spec - 1 and #idxs > 0) then
+      redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
+        's', string.rep('c', #idxs), 'p', '[' .. table.concat(payloads, ',') .. ']')
+      idxs, payloads = {}, {}
+    end
+  end
+end
+for k = 0, #spec - 1 do
+  local t = spec[k + 1]
+  local deps, dependents = t[2], t[3]
+  if dependents ~= '' then redis.call('HSET', dep, k, dependents) end
+  if fresh or redis.call('HGET', tasks, t[1]) ~= 'completed' then
+    local waiting = #deps
+    if not fresh then
+      waiting = 0
+      for _, d in ipairs(deps) do
+        if redis.call('HGET', tasks, spec[d + 1][1]) ~= 'completed' then waiting = waiting + 1 end
+      end
     end
     if waiting == 0 then
-      redis.call('XADD', wk .. ':q', '*', 't', k)
+      redis.call('XADD', q, '*', 't', k)
     else
-      redis.call('HSET', wk .. ':wait', k, waiting)
+      redis.call('HSET', wait, k, waiting)
     end
   end
 end
@@ -123,52 +148,96 @@ redis.call('XADD', p .. ':notify', 'MAXLEN', '~', '1000', '*', 'w', wid)
 return 1
 """
 
-#: Record outcomes, then claim up to ``free`` ready tasks for ``consumer``.
-#: ARGV: prefix, id, consumer, free, then per outcome: entry id, index, task
-#: id, status, payload, time, start of the attempt, attempt. Returns {one 1
-#: (recorded) or 0 (already final) per outcome, {entry id, index, ...} of the
-#: claimed tasks}.
-_COMPLETE: Final = (
-    TRACK
-    + """
-local p, wid, consumer, free = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+#: Record a batch of outcomes, then claim up to ``free`` ready tasks for
+#: ``consumer``. ARGV: prefix, id, consumer, free, time, then the outcomes'
+#: fields as one string, five space-separated tokens each (entry id or
+#: ``-``, index, ``c`` completed / ``f`` failed, start of the attempt,
+#: attempt), then per outcome its task id and payload (JSON text). A few
+#: variadic commands per batch, not per outcome; the outcomes recorded go
+#: onto ``W:out`` as one entry (``k`` = ``b``, ``c`` = consumer, ``i`` =
+#: indexes, ``s`` = ``c``/``f`` per outcome, ``p`` = JSON array of payloads).
+#: Returns {one 1 (recorded) or 0 (already final) per outcome, {entry id,
+#: index, ...} of the claimed tasks}.
+_COMPLETE: Final = """
+local p, wid, consumer, free, at = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local wk = p .. ':wf:' .. wid
 local q, tasks = wk .. ':q', wk .. ':tasks'
-local out = {}
-local n = (#ARGV - 4) / 8
+local live = redis.call('EXISTS', wk .. ':c') == 1
+-- one command per chunk of a long list (Lua's unpack has a limit)
+local function chunked(head, list, out)
+  for s = 1, #list, 1000 do
+    local args = {unpack(head)}
+    for j = s, math.min(#list, s + 999) do args[#args + 1] = list[j] end
+    local got = redis.call(unpack(args))
+    if out then for _, v in ipairs(got) do out[#out + 1] = v end end
+  end
+end
+local f = {}
+for tok in string.gmatch(ARGV[6], '%S+') do f[#f + 1] = tok end
+local n = #f / 5
+local acks, tids = {}, {}
 for k = 0, n - 1 do
-  local b = 5 + 8 * k
-  local entry, idx, tid = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local status, payload = ARGV[b + 3], ARGV[b + 4]
-  local at, started, attempt = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  if entry ~= '' then redis.call('XACK', q, 'g', entry) end
-  local now = redis.call('HGET', tasks, tid)
-  if now == 'completed' or now == 'failed' or redis.call('EXISTS', wk .. ':c') == 0 then
-    out[k + 1] = 0
+  if f[5 * k + 1] ~= '-' then acks[#acks + 1] = f[5 * k + 1] end
+  tids[k + 1] = ARGV[7 + 2 * k]
+end
+if #acks > 0 then chunked({'XACK', q, 'g'}, acks) end
+local now = {}
+if n > 0 then chunked({'HMGET', tasks}, tids, now) end
+local flags, states, times, results, done, errors = {}, {}, {}, {}, {}, {}
+local idxs, kinds, payloads, completed = {}, {}, {}, {}
+for k = 0, n - 1 do
+  local cur = now[k + 1]
+  if not live or cur == 'completed' or cur == 'failed' then
+    flags[k + 1] = 0
   else
-    redis.call('HSET', tasks, tid, status)
-    track(wk, tid, status, at, started, attempt)
-    if status == 'completed' then
-      redis.call('HSET', wk .. ':results', tid, payload)
-      redis.call('HDEL', wk .. ':errors', tid)
-      local dependents = redis.call('HGET', wk .. ':dep', idx)
-      if dependents then
-        for j in string.gmatch(dependents, '[^,]+') do
+    flags[k + 1] = 1
+    local idx, s, started, attempt = f[5 * k + 2], f[5 * k + 3], f[5 * k + 4], f[5 * k + 5]
+    local tid, payload = ARGV[7 + 2 * k], ARGV[8 + 2 * k]
+    local status = 'failed'
+    if s == 'c' then status = 'completed' end
+    states[#states + 1] = tid
+    states[#states + 1] = status
+    times[#times + 1] = tid
+    times[#times + 1] = started .. '|' .. at .. '|' .. status .. '|' .. attempt
+    if s == 'c' then
+      results[#results + 1] = tid
+      results[#results + 1] = payload
+      done[#done + 1] = tid
+      completed[#completed + 1] = idx
+    else
+      errors[#errors + 1] = tid
+      errors[#errors + 1] = payload
+    end
+    idxs[#idxs + 1] = idx
+    kinds[#kinds + 1] = s
+    payloads[#payloads + 1] = payload
+  end
+end
+if #idxs > 0 then
+  chunked({'HSET', tasks}, states)
+  chunked({'HSET', wk .. ':times'}, times)
+  if #results > 0 then
+    chunked({'HSET', wk .. ':results'}, results)
+    chunked({'HDEL', wk .. ':errors'}, done)
+    local dependents = {}
+    chunked({'HMGET', wk .. ':dep'}, completed, dependents)
+    for _, list in ipairs(dependents) do
+      if list then
+        for j in string.gmatch(list, '[^,]+') do
           if redis.call('HINCRBY', wk .. ':wait', j, -1) <= 0 then
             redis.call('HDEL', wk .. ':wait', j)
             redis.call('XADD', q, '*', 't', j)
           end
         end
       end
-    else
-      redis.call('HSET', wk .. ':errors', tid, payload)
     end
-    redis.call('XADD', wk .. ':out', '*', 'k', status, 'i', idx, 'p', payload)
-    out[k + 1] = 1
   end
+  if #errors > 0 then chunked({'HSET', wk .. ':errors'}, errors) end
+  redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
+    's', table.concat(kinds), 'p', '[' .. table.concat(payloads, ',') .. ']')
 end
 local claimed = {}
-if free > 0 and redis.call('EXISTS', wk .. ':c') == 1 then
+if free > 0 and live then
   local got = redis.call('XREADGROUP', 'GROUP', 'g', consumer, 'COUNT', free, 'STREAMS', q, '>')
   if got then
     for _, e in ipairs(got[1][2]) do
@@ -177,9 +246,8 @@ if free > 0 and redis.call('EXISTS', wk .. ':c') == 1 then
     end
   end
 end
-return {out, claimed}
+return {flags, claimed}
 """
-)
 
 #: Put back the entries held by consumers whose heartbeat lapsed (ARGV[4] = 1:
 #: only this consumer, ARGV[3], handing its own back). Returns how many.
@@ -296,47 +364,72 @@ class RedisCoordinator:
         self._limiter = anyio.CapacityLimiter(1)  # the poller's own thread
         self._conn: redis.Redis | None = None
         self._scripts = store.scripts
+        self.me = self.consumer.encode()
 
     def __repr__(self) -> str:
         return f"<RedisCoordinator {self.workflow.id} consumer={self.consumer} held={self.held}>"
 
     async def begin(self, at: float, *, join_only: bool = False) -> int:
-        """Start the shared run (1) or join it (0); -2: not running (join_only)."""
+        """Start the shared run (1) or join it (0); -2: not running (join_only).
+
+        A joiner sends no task list: a live run has its queue already.
+        """
         wf = self.workflow
-        index = {t.id: i for i, t in enumerate(wf.tasks)}
-        dependents: list[list[str]] = [[] for _ in wf.tasks]
-        args = [self.store.prefix, wf.id, repr(at), "1" if join_only else "0"]
-        for i, t in enumerate(wf.tasks):
-            for d in t.dependencies:
-                dependents[index[d]].append(str(i))
-        for i, t in enumerate(wf.tasks):
-            deps = ",".join(str(index[d]) for d in t.dependencies)
-            args += [t.id, deps, ",".join(dependents[i])]
+        head = [self.store.prefix, wf.id, repr(at), "1" if join_only else "0", self.consumer]
         begin = self._scripts["begin"]
-        got = await self.store.call(lambda c: begin(args=args, client=c), "start a shared run")
+        got = await self.store.call(lambda c: begin(args=head, client=c), "join a shared run")
+        if got == 2:  # not running: start it, with the tasks
+            args = [*head, self._task_spec()]
+            got = await self.store.call(lambda c: begin(args=args, client=c), "start a shared run")
         await self.store.start_heartbeat()
         self._conn = self.store.connect()
         return int(got)
 
+    def _task_spec(self) -> str:
+        """The tasks as ``_BEGIN`` takes them (JSON)."""
+        wf = self.workflow
+        index = {t.id: i for i, t in enumerate(wf.tasks)}
+        dependents: list[list[str]] = [[] for _ in wf.tasks]
+        spec: list[Any] = []
+        for i, t in enumerate(wf.tasks):
+            deps = [index[d] for d in t.dependencies]
+            for d in deps:
+                dependents[d].append(str(i))
+            spec.append([t.id, deps, ""])
+        for i, row in enumerate(spec):
+            if dependents[i]:
+                row[2] = ",".join(dependents[i])
+        return to_json(spec)
+
     async def complete(
-        self, outcomes: Sequence[tuple[str, int, str, str, str, float, int]], free: int
+        self, outcomes: Sequence[tuple[str, int, str, bool, str, float, int]], free: int
     ) -> tuple[list[int], list[tuple[str, int]]]:
-        """Record outcomes ``(entry, index, task id, status, payload, start, attempt)``
+        """Record outcomes ``(entry, index, task id, completed, payload, start, attempt)``
         and claim up to ``free`` ready tasks, in one script call.
 
         Returns one flag per outcome (1: recorded now, 0: another process had
         recorded it) and the claimed ``(entry id, index)`` pairs.
         """
-        args = [self.store.prefix, self.workflow.id, self.consumer, str(max(0, free))]
-        now = repr(time.time())
-        for entry, i, tid, status, payload, start, attempt in outcomes:
-            args += [entry, str(i), tid, status, payload, now, repr(start), str(attempt)]
+        meta = " ".join(
+            f"{entry or '-'} {i} {'c' if ok else 'f'} {start!r} {attempt}"
+            for entry, i, _, ok, _, start, attempt in outcomes
+        )
+        args = [
+            self.store.prefix,
+            self.workflow.id,
+            self.consumer,
+            str(max(0, free)),
+            repr(time.time()),
+            meta,
+        ]
+        for row in outcomes:
+            args += (row[2], row[4])
         complete = self._scripts["complete"]
         flags, claimed = await self.store.call(
             lambda c: complete(args=args, client=c), "record outcomes"
         )
         pairs = [(claimed[j].decode(), int(claimed[j + 1])) for j in range(0, len(claimed), 2)]
-        return [int(x) for x in flags], pairs
+        return flags, pairs
 
     async def wake(self) -> None:
         """Add a wake-up to the outcome stream (ends this process's blocking read at once)."""
@@ -412,9 +505,27 @@ class RedisCoordinator:
                 conn.close()
 
 
-def decode_outcome(fields: dict[bytes, bytes]) -> tuple[str, int, Any]:
-    """(kind, index, payload) of an outcome stream entry (index -1 for wake-ups)."""
-    kind = fields[b"k"].decode()
-    if kind in ("completed", "failed"):
-        return kind, int(fields[b"i"]), json.loads(fields[b"p"])
-    return kind, -1, None
+#: JSON text as gleitzeit stores it (one encoder, built once).
+to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
+
+
+def decode_outcomes(fields: dict[bytes, bytes], me: bytes) -> list[tuple[str, int, Any]]:
+    """``(kind, index, payload)`` of an outcome stream entry's outcomes.
+
+    Entries this process (consumer ``me``) wrote are skipped: it applied them
+    when it recorded them. A cancellation is ``("x", -1, None)``; a wake-up
+    has no outcomes.
+    """
+    kind = fields[b"k"]
+    if kind == b"b":
+        if fields[b"c"] == me:
+            return []
+        payloads = json.loads(fields[b"p"])
+        kinds = fields[b"s"].decode()
+        return [
+            ("completed" if k == "c" else "failed", int(i), payload)
+            for k, i, payload in zip(kinds, fields[b"i"].split(b","), payloads, strict=True)
+        ]
+    if kind == b"x":
+        return [("x", -1, None)]
+    return []
