@@ -111,6 +111,15 @@ def _gleitzeit(
                 await record(events)
 
             store.record = counting  # type: ignore[method-assign]
+            record_step = getattr(store, "record_step", None)
+            if record_step is not None:  # a step's completions: one record per task
+                from gleitzeit._stores._state import count_events
+
+                async def counting_steps(records: Any) -> None:
+                    counted["records"] += count_events(records)
+                    await record_step(records)
+
+                store.record_step = counting_steps  # type: ignore[attr-defined]
             start = time.perf_counter()
             results = await client.run_workflow(load_workflow(doc))
             elapsed = time.perf_counter() - start

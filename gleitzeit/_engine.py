@@ -34,6 +34,7 @@ import attrs
 from ._gc import gc_paused
 from ._loader import graph_of
 from ._providers import Call, ProviderRegistry
+from ._stores._state import Completions, Record, as_events
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
 from .core._refs import make_lookup, scan_refs, substitute, substitute_code
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 
     from ._providers import Provider
     from ._stores import Store, StoredRun
+    from ._stores._state import CompletionRow
 
 __all__ = ["INLINE_BATCH", "Engine", "Listener", "Run"]
 
@@ -100,7 +102,7 @@ class Run:
     cancel_requested: bool = False
     created_at: float = attrs.Factory(time.time)
     finished_at: float | None = None
-    pending_events: list[Event] = attrs.Factory(list)
+    pending_events: list[Record] = attrs.Factory(list)
     #: ids of pending events for listeners only (inline starts, retried
     #: attempts' failures): stores need not keep them, so they cost no write.
     notices: set[int] = attrs.Factory(set)
@@ -189,6 +191,11 @@ class Engine:
         self.isolation = isolation
         #: Called with every batch of events after the store recorded it.
         self.listeners = list(listeners)
+
+    @property
+    def _steps(self) -> bool:
+        """Whether the store takes a step's completions as :class:`Completions`."""
+        return hasattr(self.store, "record_step")
 
     @property
     def task_events(self) -> bool:
@@ -562,30 +569,44 @@ class Engine:
         )
 
     def _stage(self, run: Run, outcomes: Sequence[_Outcome]) -> None:
-        """Queue the events of these outcomes for the next flush."""
+        """Queue the events of these outcomes for the next flush.
+
+        For a store that records steps (``record_step``), completions are
+        queued as :class:`Completions` rows, one record for a run of them, in
+        the order of ``outcomes``: no :class:`Event` per task.
+        """
         tasks = run.workflow.tasks
         now = time.time()
         events = run.pending_events
+        task_events = self.task_events
+        steps = self._steps
+        rows: list[CompletionRow] | None = None
         for i, result, error, attempts, started in outcomes:
             tid = tasks[i].id
-            if error is not None:  # errors name their task and workflow end to end
-                error.data.setdefault("task_id", tid)
-                error.data["workflow_id"] = run.id
-            if not self.task_events:
-                continue
             if error is None:
-                events.append(
-                    Event(
-                        kind=EventKind.TASK_COMPLETED,
-                        workflow_id=run.id,
-                        task_id=tid,
-                        at=now,
-                        attempt=attempts,
-                        result=result,
-                        started_at=started,
+                if steps:
+                    if rows is None:
+                        rows = []
+                        events.append(Completions(run.id, now, rows))
+                    rows.append((tid, attempts, started, result))  # type: ignore[arg-type]
+                elif task_events:
+                    events.append(
+                        Event(
+                            kind=EventKind.TASK_COMPLETED,
+                            workflow_id=run.id,
+                            task_id=tid,
+                            at=now,
+                            attempt=attempts,
+                            result=result,
+                            started_at=started,
+                        )
                     )
-                )
-            else:
+                continue
+            # errors name their task and workflow end to end
+            error.data.setdefault("task_id", tid)
+            error.data["workflow_id"] = run.id
+            rows = None  # completions after this failure go in a record after it
+            if task_events:
                 events.append(
                     Event(
                         kind=EventKind.TASK_FAILED,
@@ -647,10 +668,14 @@ class Engine:
         await self.store.record(events)
         self._notify(events)
 
-    def _notify(self, events: Sequence[Event]) -> None:
+    def _notify(self, events: Sequence[Record]) -> None:
+        if not self.listeners:
+            return
+        if any(isinstance(e, Completions) for e in events):
+            events = as_events(events)
         for listener in self.listeners:
             try:
-                listener(events)
+                listener(events)  # type: ignore[arg-type]
             except Exception:  # a progress display must never break a run
                 log.exception("an event listener failed; it is called again next time")
 
@@ -661,16 +686,20 @@ class Engine:
         run.notices.add(id(event))
 
     async def _flush(self, run: Run) -> None:
-        if run.pending_events:
-            events, run.pending_events = run.pending_events, []
-            if run.notices:
-                notices, run.notices = run.notices, set()
-                stored = [e for e in events if id(e) not in notices]
-                if stored:
-                    await self.store.record(stored)
-                self._notify(events)
+        if not run.pending_events:
+            return
+        records, run.pending_events = run.pending_events, []
+        stored = records
+        if run.notices:
+            notices, run.notices = run.notices, set()
+            stored = [e for e in records if id(e) not in notices]
+        if stored:
+            record_step = getattr(self.store, "record_step", None)
+            if record_step is not None:
+                await record_step(stored)
             else:
-                await self.emit(events)
+                await self.store.record(stored)  # type: ignore[arg-type]
+        self._notify(records)
 
     async def _finish(
         self,

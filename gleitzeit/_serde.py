@@ -7,10 +7,11 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from .core._events import Event
+from .core._events import Event, EventKind
 from .core._models import Task, Workflow
 
 __all__ = [
+    "COMPLETION_VERSION",
     "RECORD_VERSION",
     "converter",
     "event_from_record",
@@ -21,6 +22,9 @@ __all__ = [
 
 #: The version written as ``v`` into every persisted record.
 RECORD_VERSION = 1
+#: The version of a compact completion record (the journal's
+#: ``{"v": 2, "w": workflow_id, "at": at, "c": [task_id, attempt, started_at, result]}``).
+COMPLETION_VERSION = 2
 
 #: Unstructures to JSON-ready dicts (enums as their values, tuples as lists).
 converter = cattrs.Converter(omit_if_default=True)
@@ -96,11 +100,35 @@ def event_to_record(event: Event) -> dict[str, Any]:
 def event_from_record(record: dict[str, Any]) -> Event:
     """Rebuild an event from :func:`event_to_record`'s output.
 
+    Also reads the journal's compact completion records (version 2, one
+    completed attempt each, written without an event object).
+
     Raises:
         ValueError: an unknown record version.
         cattrs.BaseValidationError: a malformed record.
     """
     version = record.pop("v", None)
+    if version == COMPLETION_VERSION:
+        task_id, attempt, started, result = record["c"]
+        at, workflow_id = record["at"], record["w"]
+        if not (
+            isinstance(task_id, str)
+            and isinstance(workflow_id, str)
+            and isinstance(attempt, int)
+            and isinstance(at, (int, float))
+            and (started is None or isinstance(started, (int, float)))
+            and isinstance(result, dict)
+        ):
+            raise ValueError("malformed completion record")
+        return Event(
+            kind=EventKind.TASK_COMPLETED,
+            workflow_id=workflow_id,
+            at=at,
+            task_id=task_id,
+            attempt=attempt,
+            started_at=started,
+            result=result,
+        )
     if version != RECORD_VERSION:
         raise ValueError(f"unknown record version {version!r}")
     return converter.structure(record, Event)

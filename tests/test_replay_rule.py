@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from gleitzeit._loader import load_workflow
 from gleitzeit._stores import apply_event
-from gleitzeit._stores._state import StoredRun, snapshot_events
+from gleitzeit._stores._state import (
+    Completions,
+    Record,
+    StoredRun,
+    apply_record,
+    as_events,
+    snapshot_events,
+)
 from gleitzeit._stores.journal import JournalStore
 from gleitzeit._stores.redis import RedisStore
 from gleitzeit._stores.sqlite import SqliteStore
@@ -249,3 +256,67 @@ def test_journal_compaction_at_any_point_keeps_the_state(
     path = tmp_path / f"c{next(_counter)}.jsonl"
     got = anyio.run(_compacted_between, path, batches, cut)
     assert _fields(got) == _fields(_expected(batches))
+
+
+def _compact(batches: list[list[Event]]) -> list[list[Record]]:
+    """The batches with each run of completions as one Completions record (the engine's
+    form), dated by its first completion."""
+    out: list[list[Record]] = []
+    for batch in batches:
+        records: list[Record] = []
+        for e in batch:
+            if e.kind is not EventKind.TASK_COMPLETED:
+                records.append(e)
+                continue
+            assert e.task_id is not None
+            row = (e.task_id, e.attempt, e.started_at, e.result or {})
+            last = records[-1] if records else None
+            if isinstance(last, Completions):
+                last.rows.append(row)
+            else:
+                records.append(Completions(e.workflow_id, e.at, [row]))
+        out.append(records)
+    return out
+
+
+async def _stored_steps(make: Any, batches: list[list[Record]]) -> StoredRun | None:
+    store = make()
+    await store.open()
+    try:
+        for batch in batches:
+            await store.record_step(batch)
+    finally:
+        await store.aclose()
+    again = make()
+    await again.open()
+    try:
+        loaded: StoredRun | None = await again.load(WORKFLOW.id)
+        return loaded
+    finally:
+        await again.aclose()
+
+
+@settings(max_examples=60)
+@given(_batches)
+def test_completions_records_follow_the_replay_rule(
+    tmp_path: Path, steps: list[list[dict[str, Any]]]
+) -> None:
+    """A step's completions recorded as Completions rows (the engine's fast path) give
+    every store, and apply_record, the state apply_event makes of the same events."""
+    compact = _compact(_events(steps))
+    expected_batches = [as_events(batch) for batch in compact]
+    expected = _expected(expected_batches)
+    runs: dict[str, StoredRun] = {}
+    for batch in compact:
+        for record in batch:
+            apply_record(runs, record)
+    n = next(_counter)
+    for got in (
+        runs.get(WORKFLOW.id),
+        anyio.run(_stored_steps, lambda: JournalStore(tmp_path / f"s{n}.jsonl"), compact),
+        anyio.run(_stored_steps, lambda: SqliteStore(tmp_path / f"s{n}.db"), compact),
+    ):
+        assert _fields(got) == _fields(expected)
+        assert got is not None
+        assert expected is not None
+        assert got.task_times == expected.task_times

@@ -70,15 +70,75 @@ async def _write_run(path: Path) -> bytes:
 
 
 async def test_journal_lines_are_versioned_records(tmp_path: Path) -> None:
-    """Every line is one JSON object with a version `v` and a kind."""
+    """Every line is one JSON object with a version `v`: an event with its kind (v1),
+    or one task's completion in compact form (v2)."""
     data = await _write_run(tmp_path / "j.jsonl")
     lines = data.decode().splitlines()
     records = [json.loads(line) for line in lines]
-    assert all(r["v"] == 1 for r in records)
-    kinds = [r["kind"] for r in records]
+    assert {r["v"] for r in records} == {1, 2}
+    kinds = [r["kind"] if r["v"] == 1 else "task_completed" for r in records]
     assert kinds[0] == "workflow_submitted"
     assert kinds[-1] == "workflow_finished"
     assert kinds.count("task_completed") == 3
+    completed = [r for r in records if r["v"] == 2]
+    assert {r["c"][0] for r in completed} == {"Numbers", "Greeting", "Summary"}
+    for r in completed:
+        _, attempt, started, result = r["c"]
+        assert (attempt, r["w"]) == (1, records[0]["workflow_id"])
+        assert started <= r["at"]
+        assert result["success"] is True
+
+
+async def test_journal_of_an_earlier_version_loads(tmp_path: Path) -> None:
+    """A journal written before compact completions (only v1 event lines) loads, resumes
+    without rerunning its completed tasks, and takes new records after its old ones."""
+    from gleitzeit import load_workflow
+    from gleitzeit._serde import event_to_record
+
+    doc = {
+        "id": "old-run",
+        "name": "old",
+        "tasks": [
+            {"name": "a", "method": "python/execute", "params": {"code": "result = 1"}},
+            {
+                "name": "b",
+                "method": "python/execute",
+                "params": {"code": "result = ${a.result} + 1"},
+                "dependencies": ["a"],
+            },
+        ],
+    }
+    wf = load_workflow(doc)
+    events = [
+        Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=1.0, workflow=wf),
+        Event(kind=EventKind.WORKFLOW_STARTED, workflow_id=wf.id, at=2.0),
+        Event(kind=EventKind.TASK_STARTED, workflow_id=wf.id, at=2.1, task_id="a", attempt=1),
+        Event(
+            kind=EventKind.TASK_COMPLETED,
+            workflow_id=wf.id,
+            at=2.2,
+            task_id="a",
+            attempt=1,
+            result={"result": 41, "stdout": "", "stderr": "", "success": True},
+        ),
+        Event(kind=EventKind.TASK_STARTED, workflow_id=wf.id, at=2.3, task_id="b", attempt=1),
+    ]
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        "".join(json.dumps(event_to_record(e), separators=(",", ":")) + "\n" for e in events)
+    )
+    old = path.read_bytes()
+    async with GleitzeitClient(persistence="journal", db_path=path, isolation="inline") as c:
+        stored = await c._store.load(wf.id)
+        assert stored is not None
+        assert stored.task_status == {"a": "completed", "b": "running"}
+        assert stored.task_times["a"][0][:2] == (2.1, 2.2)
+        results = await c.resume_workflow(wf.id)
+    assert results["a"]["result"] == 41  # kept, not run again
+    assert results["b"]["result"] == 42
+    data = path.read_bytes()
+    assert data.startswith(old)
+    assert any(json.loads(line)["v"] == 2 for line in data[len(old) :].splitlines())
 
 
 async def test_torn_last_line_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -266,7 +326,76 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     assert start <= end
     assert (status, attempt) == ("completed", 1)
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    db.close()
+
+
+async def test_sqlite_migrates_a_version_2_database(tmp_path: Path) -> None:
+    """A schema-2 database (one upserted row per task) is migrated on open: completed
+    results, times and errors stay; the run resumes without rerunning its completed
+    task; completions then go to their own table and ``tasks`` still lists them."""
+    from gleitzeit import load_workflow
+    from gleitzeit._serde import unstructure_workflow
+    from gleitzeit._stores.sqlite import _MIGRATIONS
+
+    old = load_workflow(
+        {
+            "id": "old",
+            "name": "old",
+            "tasks": [
+                {"id": "a", "method": "python/execute", "params": {"code": "result = 1"}},
+                {
+                    "id": "b",
+                    "method": "python/execute",
+                    "params": {"code": "result = ${a.result} + 1"},
+                    "dependencies": ["a"],
+                },
+                {"id": "c", "method": "python/execute", "params": {"code": "result = 3"}},
+            ],
+        }
+    )
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0] + _MIGRATIONS[1])
+    db.execute(
+        "INSERT INTO workflows (id, name, status, definition, total_tasks, created_at, "
+        "started_at, finished_at) VALUES ('old', 'old', 'failed', ?, 3, 1.0, 2.0, 3.0)",
+        (json.dumps(unstructure_workflow(old)),),
+    )
+    db.executemany(
+        "INSERT INTO tasks (workflow_id, task_id, status, result, error, attempt, updated_at, "
+        "started_at) VALUES ('old', ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("a", "completed", '{"result": 10}', None, 1, 2.2, 2.1),
+            ("c", "failed", None, '{"message": "boom"}', 2, 2.4, 2.3),
+        ],
+    )
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    async with GleitzeitClient(persistence="sqlite", db_path=path, isolation="inline") as c:
+        stored = await c._store.load("old")
+        assert stored is not None
+        assert stored.task_status == {"a": "completed", "c": "failed"}
+        assert stored.results == {"a": {"result": 10}}
+        assert stored.errors == {"c": {"message": "boom"}}
+        assert stored.task_times == {
+            "a": [(2.1, 2.2, "completed", 1)],
+            "c": [(2.3, 2.4, "failed", 2)],
+        }
+        results = await c.resume_workflow("old")
+    assert results["a"] == {"result": 10}  # not run again
+    assert results["b"]["result"] == 11
+    assert results["c"]["result"] == 3
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    appended = [r[0] for r in db.execute("SELECT task_id FROM completions ORDER BY rowid")]
+    assert appended[0] == "a"  # migrated first, the resumed run's after it
+    assert sorted(appended) == ["a", "b", "c"]
+    assert sorted(
+        db.execute("SELECT task_id, status FROM tasks WHERE workflow_id = 'old'").fetchall()
+    ) == [("a", "completed"), ("b", "completed"), ("c", "completed")]
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
 
 

@@ -6,19 +6,28 @@ Every store keeps (or rebuilds on open) one :class:`StoredRun` per workflow;
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import attrs
 
 from ..core._events import Event, EventKind
 from ..core._models import Workflow, WorkflowStatus
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 __all__ = [
     "EVENT_OF_STATUS",
     "STATUS_OF_EVENT",
     "AttemptTime",
+    "CompletionRow",
+    "Completions",
+    "Record",
     "StoredRun",
     "apply_event",
+    "apply_record",
+    "as_events",
+    "count_events",
     "snapshot_events",
 ]
 
@@ -44,6 +53,60 @@ class AttemptTime(NamedTuple):
     end: float | None
     status: str
     attempt: int
+
+
+#: One completed attempt: ``(task_id, attempt, started_at, result)``.
+CompletionRow: TypeAlias = "tuple[str, int, float | None, dict[str, Any]]"
+
+
+class Completions(NamedTuple):
+    """Task completions of one workflow at one moment, without an :class:`Event` each.
+
+    The engine stages a step's completions as one of these for the durable
+    stores (``record_step``); a store encodes it row by row. Applying it is
+    applying, in order, one ``task_completed`` event per row (:meth:`events`):
+    the replay rule is :func:`apply_event`'s.
+    """
+
+    workflow_id: str
+    at: float
+    rows: list[CompletionRow]
+
+    def events(self) -> list[Event]:
+        """The same completions as events."""
+        wid, at = self.workflow_id, self.at
+        return [
+            Event(
+                kind=EventKind.TASK_COMPLETED,
+                workflow_id=wid,
+                at=at,
+                task_id=task_id,
+                attempt=attempt,
+                started_at=started,
+                result=result,
+            )
+            for task_id, attempt, started, result in self.rows
+        ]
+
+
+#: What a store records: an event, or a step's completions.
+Record: TypeAlias = "Event | Completions"
+
+
+def as_events(records: Iterable[Record]) -> list[Event]:
+    """``records`` as events, completions expanded (in order)."""
+    out: list[Event] = []
+    for record in records:
+        if isinstance(record, Completions):
+            out.extend(record.events())
+        else:
+            out.append(record)
+    return out
+
+
+def count_events(records: Sequence[Record]) -> int:
+    """How many events ``records`` stand for."""
+    return sum(len(r.rows) if isinstance(r, Completions) else 1 for r in records)
 
 
 @attrs.define(eq=False)
@@ -121,6 +184,32 @@ def apply_event(runs: dict[str, StoredRun], event: Event) -> None:
         run.status = WorkflowStatus(event.status or "failed")
         run.finished_at = event.at
         run.error = event.error
+
+
+def apply_record(runs: dict[str, StoredRun], record: Record) -> None:
+    """Apply an event, or completions as :func:`apply_event` applies their events."""
+    if not isinstance(record, Completions):
+        apply_event(runs, record)
+        return
+    run = runs.get(record.workflow_id)
+    if run is None:
+        return
+    # apply_event's completion branch, without building an Event per row.
+    task_status, results, errors, times = run.task_status, run.results, run.errors, run.task_times
+    at = record.at
+    for task_id, attempt, started, result in record.rows:
+        if task_status.get(task_id) == "completed":
+            continue
+        task_status[task_id] = "completed"
+        previous = times.get(task_id)
+        if started is None and previous:
+            started = previous[-1].start
+        if started is not None:
+            if not attempt and previous:
+                attempt = previous[-1].attempt
+            times[task_id] = [AttemptTime(started, at, "completed", attempt)]
+        results[task_id] = result or {}
+        errors.pop(task_id, None)
 
 
 def _time(run: StoredRun, event: Event, task_id: str, status: str) -> None:

@@ -1,10 +1,16 @@
 """The ``journal`` store: an append-only JSON-lines file, one record per state change.
 
-Every line is one :class:`~gleitzeit.core._events.Event` as a JSON object with
-a record version ``v``. On open the file is replayed to rebuild every
-workflow's state. A torn last line (the process died mid-write) is dropped
-with a warning and cut off; a bad line anywhere else is a
-``PERSISTENCE_INTEGRITY_ERROR`` naming the line.
+Every line is one state change as a JSON object with a record version ``v``:
+``v: 1``, an :class:`~gleitzeit.core._events.Event` as the serde converter
+writes it; ``v: 2``, one task completion in compact form,
+``{"v":2,"w":workflow_id,"at":at,"c":[task_id,attempt,started_at,result]}``
+(what the engine records per task: written row by row from the step's
+completions, with one JSON encoder per write and no event objects; a
+completion event is written the same way). Files
+holding only ``v: 1`` lines (earlier versions) load as they are. On open the
+file is replayed to rebuild every workflow's state. A torn last line (the
+process died mid-write) is dropped with a warning and cut off; a bad line
+anywhere else is a ``PERSISTENCE_INTEGRITY_ERROR`` naming the line.
 
 Durability (``durability=``):
 
@@ -42,9 +48,11 @@ import anyio.to_thread
 import attrs
 
 from .._serde import event_from_record, event_to_record
+from ..core._events import EventKind
 from ..core.errors import ErrorCode, PersistenceError
 from . import LOCAL
-from ._state import StoredRun, apply_event, snapshot_events
+from ._encode import json_encoder, json_string
+from ._state import Completions, StoredRun, apply_event, apply_record, as_events, snapshot_events
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
     from ..core._events import Event
     from ..core._models import Workflow
     from . import LocalCoordinator
+    from ._state import Record
 
 __all__ = ["JournalStore", "read_journal"]
 
@@ -177,7 +186,7 @@ class JournalStore:
         self._fd: int | None = None
         self._end = 0  # the file's length: where the next record starts
         self._runs: dict[str, StoredRun] = {}
-        self._writer: Writer[Sequence[Event]] | None = None
+        self._writer: Writer[Sequence[Record]] | None = None
 
     def __repr__(self) -> str:
         return f"<JournalStore {str(self.path)!r} workflows={len(self._runs)}>"
@@ -250,14 +259,26 @@ class JournalStore:
             _owner_path(self.path).unlink()  # before unlocking: a next holder writes its own
         os.close(fd)  # also releases the lock
 
-    def _encode(self, events: Iterable[Event]) -> bytes:
-        return "".join(
-            json.dumps(event_to_record(e), ensure_ascii=False, separators=(",", ":"), default=repr)
-            + "\n"
-            for e in events
-        ).encode("utf-8", "surrogatepass")
+    @staticmethod
+    def _encode(records: Iterable[Record]) -> bytes:
+        """The lines of ``records``: completions (events or rows) as v2 lines, the rest v1."""
+        dumps = json_encoder()
+        lines: list[str] = []
+        for record in records:
+            if isinstance(record, Completions):
+                head = f'{{"v":2,"w":{json_string(record.workflow_id)},"at":{dumps(record.at)},"c":'
+                lines.extend([head + dumps(row) + "}\n" for row in record.rows])
+            elif record.kind is EventKind.TASK_COMPLETED:
+                row = (record.task_id, record.attempt, record.started_at, record.result or {})
+                lines.append(
+                    f'{{"v":2,"w":{json_string(record.workflow_id)},"at":{dumps(record.at)},'
+                    f'"c":{dumps(row)}}}\n'
+                )
+            else:
+                lines.append(dumps(event_to_record(record)) + "\n")
+        return "".join(lines).encode("utf-8", "surrogatepass")
 
-    def _writer_or_fail(self) -> Writer[Sequence[Event]]:
+    def _writer_or_fail(self) -> Writer[Sequence[Record]]:
         if self._writer is None:
             raise _error("The journal is not open.", ErrorCode.SYSTEM_NOT_INITIALIZED, self.path)
         return self._writer
@@ -271,7 +292,12 @@ class JournalStore:
         """
         await self._writer_or_fail().record(events)
 
-    def _write_sync(self, batches: Sequence[Sequence[Event]]) -> None:
+    async def record_step(self, records: Sequence[Record]) -> None:
+        """As :meth:`record`, for a step's events and :class:`Completions` (one line per
+        completion, in order)."""
+        await self._writer_or_fail().record(records)
+
+    def _write_sync(self, batches: Sequence[Sequence[Record]]) -> None:
         """In the writer thread: append the batches with one write.
 
         Nothing of a failed write stays in the file except, for a single batch
@@ -302,17 +328,18 @@ class JournalStore:
             extra = {}
             if len(batches) == 1:
                 kept = data.count(b"\n", 0, keep)
-                self._apply(batches[0][:kept])
-                extra = {"events_recorded": kept, "events": len(batches[0])}
+                events = as_events(batches[0])
+                self._apply(events[:kept])
+                extra = {"events_recorded": kept, "events": len(events)}
             raise _os_error(exc, self.path, "write", **extra) from exc
         self._end = start + written
         for batch in batches:
             self._apply(batch)
 
-    def _apply(self, events: Iterable[Event]) -> None:
+    def _apply(self, records: Iterable[Record]) -> None:
         runs = self._runs
-        for event in events:
-            apply_event(runs, event)
+        for record in records:
+            apply_record(runs, record)
 
     async def load(self, workflow_id: str) -> StoredRun | None:
         """The replayed state of one workflow (a copy, taken in order with the writes)."""

@@ -32,8 +32,9 @@ from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ErrorCode, PersistenceError
 from . import LOCAL
+from ._encode import json_encoder
 from ._owner import RunLock
-from ._state import STATUS_OF_EVENT, AttemptTime, StoredRun
+from ._state import STATUS_OF_EVENT, AttemptTime, Completions, StoredRun, as_events
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..core._events import Event
     from ..core._models import Workflow
     from . import LocalCoordinator
+    from ._state import Record
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -81,6 +83,37 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     # version 2: when the task's recorded attempt started (the run report's timeline)
     """
     ALTER TABLE tasks ADD COLUMN started_at REAL;
+    """,
+    # version 3: completions are appended (no upsert per task, one index); the
+    # other task states keep their upserted row; ``tasks`` becomes a view of both
+    """
+    ALTER TABLE tasks RENAME TO task_states;
+    DROP INDEX tasks_by_status;
+    CREATE INDEX task_states_by_status ON task_states (workflow_id, status);
+    CREATE TABLE completions (
+        workflow_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        started_at REAL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX completions_by_workflow ON completions (workflow_id);
+    INSERT INTO completions (workflow_id, task_id, attempt, at, started_at, result)
+        SELECT workflow_id, task_id, attempt, updated_at, started_at, coalesce(result, '{}')
+        FROM task_states WHERE status = 'completed' ORDER BY updated_at;
+    DELETE FROM task_states WHERE status = 'completed';
+    CREATE VIEW tasks AS
+        SELECT workflow_id, task_id, 'completed' AS status, result, NULL AS error, attempt,
+            at AS updated_at, started_at
+        FROM completions
+        UNION ALL
+        SELECT workflow_id, task_id, status, result, error, attempt, updated_at, started_at
+        FROM task_states AS s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM completions AS c
+            WHERE c.workflow_id = s.workflow_id AND c.task_id = s.task_id
+        );
     """,
 )
 #: The schema version this code writes.
@@ -175,7 +208,7 @@ class SqliteStore:
         self.durability = durability
         self.busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
-        self._writer: Writer[Sequence[Event]] | None = None
+        self._writer: Writer[Sequence[Record]] | None = None
 
     def __repr__(self) -> str:
         return f"<SqliteStore {str(self.path)!r} open={self._writer is not None}>"
@@ -271,7 +304,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 log.warning("closing %s failed: %s", self.path, exc)
 
-    def _writer_or_fail(self) -> Writer[Sequence[Event]]:
+    def _writer_or_fail(self) -> Writer[Sequence[Record]]:
         if self._writer is None:
             raise PersistenceError(
                 "The sqlite store is not open.",
@@ -288,7 +321,11 @@ class SqliteStore:
         """
         await self._writer_or_fail().record(events)
 
-    def _write_sync(self, batches: Sequence[Sequence[Event]]) -> None:
+    async def record_step(self, records: Sequence[Record]) -> None:
+        """As :meth:`record`, for a step's events and :class:`Completions` (appended rows)."""
+        await self._writer_or_fail().record(records)
+
+    def _write_sync(self, batches: Sequence[Sequence[Record]]) -> None:
         """In the writer thread: commit the batches in one transaction.
 
         A single batch that meets a full disk is committed in ever smaller
@@ -296,14 +333,16 @@ class SqliteStore:
         """
         db = self._db
         assert db is not None
-        if len(batches) > 1:
-            try:
-                self._commit(db, [e for batch in batches for e in batch])
-            except sqlite3.Error as exc:
+        records = batches[0] if len(batches) == 1 else [r for batch in batches for r in batch]
+        try:
+            self._commit(db, records)
+        except sqlite3.Error as exc:
+            if len(batches) > 1 or not _error_name(exc).startswith(_FULL):
                 raise _map_error(exc, self.path, "write to") from exc
+        else:
             return
-        events = batches[0]
-        done, size = 0, len(events)
+        events = as_events(records)  # keep what fits: smaller pieces, event by event
+        done, size = 0, max(1, len(events) // 2)
         while done < len(events):
             piece = events[done : done + size]
             try:
@@ -311,23 +350,54 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 full = _error_name(exc).startswith(_FULL)
                 if full and size > 1:
-                    size //= 2  # keep what fits: smaller pieces
+                    size //= 2
                     continue
                 extra = {"events_recorded": done, "events": len(events)} if full or done else {}
                 raise _map_error(exc, self.path, "write to", **extra) from exc
             done += len(piece)
 
     @staticmethod
-    def _commit(db: sqlite3.Connection, events: Sequence[Event]) -> None:
+    def _commit(db: sqlite3.Connection, records: Sequence[Record]) -> None:
         task_rows: list[tuple[Any, ...]] = []
+        done_rows: list[tuple[Any, ...]] = []
+        dumps = json_encoder()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for e in events:
+            for e in records:
+                if isinstance(e, Completions):
+                    _flush_tasks(db, task_rows)
+                    wid, at = e.workflow_id, e.at
+                    for task_id, attempt, started, result in e.rows:
+                        row = (wid, task_id, attempt, at, started, dumps(result))
+                        if started is not None and attempt:
+                            done_rows.append(row)
+                        else:
+                            _flush_done(db, done_rows)  # appended in order
+                            db.execute(_RESOLVED_COMPLETION, row)
+                    continue
                 kind = e.kind
-                if kind is EventKind.WORKFLOW_SUBMITTED:
+                if kind is EventKind.TASK_COMPLETED:
+                    # Its attempt's start may be known only from an earlier event.
+                    _flush_tasks(db, task_rows)
+                    _flush_done(db, done_rows)
+                    db.execute(
+                        _RESOLVED_COMPLETION,
+                        (
+                            e.workflow_id,
+                            e.task_id,
+                            e.attempt,
+                            e.at,
+                            e.started_at,
+                            dumps(e.result or {}),
+                        ),
+                    )
+                elif kind is EventKind.WORKFLOW_SUBMITTED:
                     assert e.workflow is not None
                     wf = e.workflow
-                    db.execute("DELETE FROM tasks WHERE workflow_id = ?", (wf.id,))
+                    _flush_tasks(db, task_rows)
+                    _flush_done(db, done_rows)
+                    db.execute("DELETE FROM task_states WHERE workflow_id = ?", (wf.id,))
+                    db.execute("DELETE FROM completions WHERE workflow_id = ?", (wf.id,))
                     db.execute(
                         "INSERT OR REPLACE INTO workflows (id, name, status, definition, "
                         "total_tasks, created_at) VALUES (?, ?, 'pending', ?, ?, ?)",
@@ -335,17 +405,17 @@ class SqliteStore:
                     )
                 elif kind is EventKind.WORKFLOW_STARTED:
                     _flush_tasks(db, task_rows)
+                    _flush_done(db, done_rows)
                     db.execute(
                         "UPDATE workflows SET status='running', started_at=?, "
                         "finished_at=NULL, error=NULL WHERE id=?",
                         (e.at, e.workflow_id),
                     )
-                    db.execute(
-                        "DELETE FROM tasks WHERE workflow_id=? AND status != 'completed'",
-                        (e.workflow_id,),
-                    )
+                    # A resumed run starts again: only completions stay.
+                    db.execute("DELETE FROM task_states WHERE workflow_id=?", (e.workflow_id,))
                 elif kind is EventKind.WORKFLOW_FINISHED:
                     _flush_tasks(db, task_rows)
+                    _flush_done(db, done_rows)
                     db.execute(
                         "UPDATE workflows SET status=?, finished_at=?, error=? WHERE id=?",
                         (e.status, e.at, _dumps(e.error), e.workflow_id),
@@ -356,7 +426,7 @@ class SqliteStore:
                             e.workflow_id,
                             e.task_id,
                             STATUS_OF_EVENT[kind],
-                            _dumps(e.result),
+                            None,
                             _dumps(e.error),
                             e.attempt,
                             e.at,
@@ -364,6 +434,7 @@ class SqliteStore:
                         )
                     )
             _flush_tasks(db, task_rows)
+            _flush_done(db, done_rows)
             db.execute("COMMIT")
         except BaseException:
             # sqlite may have rolled back already (a full disk does): keep the real error.
@@ -402,19 +473,39 @@ class SqliteStore:
             finished_at=finished,
             error=json.loads(error) if error else None,
         )
-        for task_id, task_status, result, task_error, attempt, at, started in db.execute(
-            "SELECT task_id, status, result, error, attempt, updated_at, started_at "
-            "FROM tasks WHERE workflow_id = ?",
+        task_status, results, errors, times = (
+            run.task_status,
+            run.results,
+            run.errors,
+            run.task_times,
+        )
+        for task_id, status, task_error, attempt, at, started in db.execute(
+            "SELECT task_id, status, error, attempt, updated_at, started_at "
+            "FROM task_states WHERE workflow_id = ?",
             (workflow_id,),
         ):
-            run.task_status[task_id] = task_status
+            task_status[task_id] = status
             if started is not None:
-                end = None if task_status == "running" else at
-                run.task_times[task_id] = [AttemptTime(started, end, task_status, attempt)]
-            if task_status == "completed":
-                run.results[task_id] = json.loads(result) if result else {}
-            elif task_status == "failed" and task_error:
-                run.errors[task_id] = json.loads(task_error)
+                end = None if status == "running" else at
+                times[task_id] = [AttemptTime(started, end, status, attempt)]
+            if status == "failed" and task_error:
+                errors[task_id] = json.loads(task_error)
+        seen: set[str] = set()
+        for task_id, attempt, at, started, result in db.execute(
+            "SELECT task_id, attempt, at, started_at, result FROM completions "
+            "WHERE workflow_id = ? ORDER BY rowid",
+            (workflow_id,),
+        ):
+            if task_id in seen:  # the first recorded completion is final
+                continue
+            seen.add(task_id)
+            task_status[task_id] = "completed"
+            errors.pop(task_id, None)
+            if started is not None:
+                times[task_id] = [AttemptTime(started, at, "completed", attempt)]
+            else:
+                times.pop(task_id, None)
+            results[task_id] = json.loads(result)
         return run
 
     def coordinate(self, workflow: Workflow) -> LocalCoordinator:
@@ -441,18 +532,38 @@ class SqliteStore:
         return [self._build(db, row[0], row[1:]) for row in rows]
 
 
+#: A completion whose attempt or start is known only from an earlier event of
+#: its task (the task's row in ``task_states``), as :func:`apply_event` does.
+_RESOLVED_COMPLETION: Final = (
+    "INSERT INTO completions (workflow_id, task_id, attempt, at, started_at, result) "
+    "SELECT ?1, ?2, CASE WHEN ?3 != 0 THEN ?3 ELSE coalesce(s.attempt, 0) END, ?4, "
+    "coalesce(?5, s.started_at), ?6 FROM (SELECT 1) LEFT JOIN task_states AS s "
+    "ON s.workflow_id = ?1 AND s.task_id = ?2 AND s.started_at IS NOT NULL"
+)
+
+
+def _flush_done(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        db.executemany(
+            "INSERT INTO completions (workflow_id, task_id, attempt, at, started_at, result) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        rows.clear()
+
+
 def _flush_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     if rows:
         db.executemany(
-            "INSERT INTO tasks (workflow_id, task_id, status, result, error, attempt, updated_at, "
-            "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, task_id) DO "
-            "UPDATE SET status=excluded.status, result=excluded.result, error=excluded.error, "
+            "INSERT INTO task_states (workflow_id, task_id, status, result, error, attempt, "
+            "updated_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, "
+            "task_id) DO UPDATE SET status=excluded.status, result=excluded.result, "
+            "error=excluded.error, "
             # an event that names no attempt (a skip, a cancel) keeps the started one's
-            "attempt=CASE WHEN excluded.attempt != 0 OR tasks.started_at IS NULL "
-            "THEN excluded.attempt ELSE tasks.attempt END, "
+            "attempt=CASE WHEN excluded.attempt != 0 OR task_states.started_at IS NULL "
+            "THEN excluded.attempt ELSE task_states.attempt END, "
             "updated_at=excluded.updated_at, "
-            "started_at=coalesce(excluded.started_at, tasks.started_at) "
-            "WHERE tasks.status != 'completed'",  # a recorded completion is final
+            "started_at=coalesce(excluded.started_at, task_states.started_at)",
             rows,
         )
         rows.clear()
