@@ -363,3 +363,25 @@ def test_worker_on_another_store_exits_with_usage_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert b"persistence='redis'" in proc.stderr
+
+
+def test_worker_max_concurrent_must_be_positive(redis_url: str) -> None:
+    """``gleitzeit worker --max-concurrent 0`` is a usage error naming the option."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gleitzeit",
+            "--persistence",
+            "redis",
+            "--redis-url",
+            redis_url,
+            "worker",
+            "--max-concurrent",
+            "0",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert b"--max-concurrent" in proc.stderr

@@ -772,8 +772,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 @cli.command()
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks held at once per run (default: the client's, 16).",
+)
 @click.pass_obj
-def worker(state: _State) -> None:
+def worker(state: _State, max_concurrent: int | None) -> None:
     """Execute tasks of workflows shared on Redis until SIGTERM or SIGINT.
 
     Use with --persistence redis --redis-url URL; on a signal it hands back
@@ -781,5 +787,8 @@ def worker(state: _State) -> None:
     """
     from gleitzeit._worker import worker_main
 
+    options = dict(state.options)
+    if max_concurrent is not None:
+        options["max_concurrent"] = max_concurrent
     with _errors(state):
-        worker_main(state.options, state.debug)
+        worker_main(options, state.debug)
