@@ -43,27 +43,41 @@ MAX_GROUP: Final = 256
 class _Job:
     """One request to the writer: a batch to write, or a call to make."""
 
-    __slots__ = ("batch", "call", "done", "error", "result")
+    __slots__ = ("batch", "call", "done", "error", "result", "task")
 
     def __init__(self, batch: Any, call: Callable[[], Any] | None) -> None:
         self.batch = batch
         self.call = call
-        self.done = anyio.Event()
+        #: The trio task waiting for this job (rescheduled when it is done), or
+        #: None: then ``done`` is set (asyncio).
+        self.task: trio.lowlevel.Task | None = None
+        self.done: anyio.Event | None = None
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-def _loop_caller() -> Callable[..., object]:
-    """The running loop's thread-safe "call this soon" (trio or asyncio)."""
+def _loop_caller() -> tuple[Callable[..., object], bool]:
+    """The running loop's thread-safe "call this soon", and whether the loop is trio's."""
     try:
-        return trio.lowlevel.current_trio_token().run_sync_soon
+        return trio.lowlevel.current_trio_token().run_sync_soon, True
     except RuntimeError:  # not in trio: asyncio (anyio supports only these two)
-        return asyncio.get_running_loop().call_soon_threadsafe
+        return asyncio.get_running_loop().call_soon_threadsafe, False
 
 
 def _wake(jobs: list[_Job]) -> None:
+    """In the loop's thread: resume whoever waits for these jobs."""
     for job in jobs:
-        job.done.set()
+        if job.task is not None:
+            trio.lowlevel.reschedule(job.task)
+        else:
+            assert job.done is not None
+            job.done.set()
+
+
+def _no_abort(_: Any) -> trio.lowlevel.Abort:
+    # A write cannot be taken back half-way: the wait is shielded; a
+    # cancellation is delivered at the caller's next checkpoint.
+    return trio.lowlevel.Abort.FAILED
 
 
 class Writer(Generic[B]):
@@ -91,6 +105,7 @@ class Writer(Generic[B]):
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._call_soon: Callable[..., object] | None = None
+        self._trio = False
 
     def __repr__(self) -> str:
         alive = self._thread is not None and self._thread.is_alive()
@@ -103,7 +118,7 @@ class Writer(Generic[B]):
 
     def start(self) -> None:
         """Start the thread (call from the event loop that will await the jobs)."""
-        self._call_soon = _loop_caller()
+        self._call_soon, self._trio = _loop_caller()
         self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()
 
@@ -124,35 +139,46 @@ class Writer(Generic[B]):
         the wait is shielded, as a commit cannot be taken back half-way.
         """
         job = _Job(batch, None)
-        self._queue.put(job)
-        with anyio.CancelScope(shield=True):
-            await job.done.wait()
+        await self._submit(job)
         if job.error is not None:
             raise job.error
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in the writer thread, in order with the writes; return its value."""
         job = _Job(None, fn)
-        self._queue.put(job)
-        with anyio.CancelScope(shield=True):
-            await job.done.wait()
+        await self._submit(job)
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
 
+    async def _submit(self, job: _Job) -> None:
+        """Queue ``job`` and wait (shielded) until the thread has done it.
+
+        On trio the waiting task parks itself and the thread reschedules it: one
+        queue put, one wake-up of the loop, no event object per job (a chain's
+        one commit per step pays only that round trip).
+        """
+        if self._trio:
+            job.task = trio.lowlevel.current_task()
+            self._queue.put(job)
+            # Nothing between the put and the park yields to the loop, so the
+            # reschedule (run in the loop's thread) always finds the task parked.
+            await trio.lowlevel.wait_task_rescheduled(_no_abort)
+            return
+        job.done = anyio.Event()
+        self._queue.put(job)
+        with anyio.CancelScope(shield=True):
+            await job.done.wait()
+
     # -- in the thread --------------------------------------------------------
 
     def _serve(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
+        get, empty = self._queue.get, self._queue.empty
         stopping = False
         while not stopping:
-            first = get()
-            ready: list[_Job | None] = [first]
-            while len(ready) < MAX_GROUP:
-                try:
-                    ready.append(get_nowait())
-                except queue.Empty:
-                    break
+            ready: list[_Job | None] = [get()]
+            while len(ready) < MAX_GROUP and not empty():  # this thread alone takes jobs
+                ready.append(get())
             jobs: list[_Job] = []
             for job in ready:
                 if job is None:
