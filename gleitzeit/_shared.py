@@ -207,31 +207,41 @@ async def _complete(
     """Record this process's outcomes, apply those recorded, claim what became ready."""
     tasks = run.workflow.tasks
     rows = []
-    payloads: list[tuple[str, int, Any]] = []
+    payloads: list[tuple[str, int, Any, tuple[float, int]]] = []
     for i, result, error, attempts, start in finished:
         tid = tasks[i].id
         if error is None:
             rows.append((held.pop(i, ""), i, tid, True, to_json(result), start, attempts))
-            payloads.append(("completed", i, result))
+            payloads.append(("completed", i, result, (start, attempts)))
         else:
             error.data.setdefault("task_id", tid)
             error.data["workflow_id"] = run.id
             run.errors.setdefault(tid, error)  # keeps its class and traceback here
             as_dict = error_to_dict(error)
             rows.append((held.pop(i, ""), i, tid, False, to_json(as_dict), start, attempts))
-            payloads.append(("failed", i, as_dict))
+            payloads.append(("failed", i, as_dict, (start, attempts)))
     coord.held -= len(rows)
     recorded, claims = await coord.complete(rows, run.max_concurrent - coord.held)
     coord.held += len(claims)
     for flag, outcome in zip(recorded, payloads, strict=True):
         if flag:  # recorded by this call: apply it now (its stream copy is skipped)
-            _apply_outcome(engine, run, outcome)
+            _apply_outcome(engine, run, outcome, remote=False)
     return claims
 
 
-def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> None:
-    """Apply one outcome from the stream (any process's) to this process's run."""
-    kind, i, payload = outcome
+def _apply_outcome(
+    engine: Engine,
+    run: Run,
+    outcome: tuple[str, int, Any, tuple[float, int] | None],
+    *,
+    remote: bool = True,
+) -> None:
+    """Apply one outcome (another process's from the stream, or this one's) to the run.
+
+    An outcome recorded elsewhere carries its attempt's start: listeners here
+    hear that task's start too, right before its outcome.
+    """
+    kind, i, payload, begun = outcome
     if kind == "x":  # cancelled by another process: cancel here too
         run.cancel_requested = True
         if run.scope is not None:
@@ -242,6 +252,17 @@ def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> N
         return
     tid = run.workflow.tasks[i].id
     now = time.time()
+    if remote and begun is not None and engine.listeners:
+        engine._notice(
+            run,
+            Event(
+                kind=EventKind.TASK_STARTED,
+                workflow_id=run.id,
+                task_id=tid,
+                at=begun[0],
+                attempt=begun[1],
+            ),
+        )
     if kind == "completed":
         run.results[tid] = payload
         run.errors.pop(tid, None)
@@ -255,6 +276,7 @@ def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> N
                     task_id=tid,
                     at=now,
                     result=payload,
+                    **_attempt_of(begun),
                 ),
             )
         return
@@ -267,7 +289,12 @@ def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> N
         engine._notice(
             run,
             Event(
-                kind=EventKind.TASK_FAILED, workflow_id=run.id, task_id=tid, at=now, error=payload
+                kind=EventKind.TASK_FAILED,
+                workflow_id=run.id,
+                task_id=tid,
+                at=now,
+                error=payload,
+                **_attempt_of(begun),
             ),
         )
     run.pending_events.extend(
@@ -279,3 +306,8 @@ def _apply_outcome(engine: Engine, run: Run, outcome: tuple[str, int, Any]) -> N
         )
         for j in skipped
     )
+
+
+def _attempt_of(begun: tuple[float, int] | None) -> dict[str, Any]:
+    """An outcome event's attempt fields, when the outcome says when it began."""
+    return {} if begun is None else {"started_at": begun[0], "attempt": begun[1]}

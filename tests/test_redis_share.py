@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gleitzeit import GleitzeitClient, WorkflowStatus
+from gleitzeit.core._events import Event, EventKind
 from gleitzeit.core.errors import ConfigurationError, WorkflowError
 
 from .strategies import dags
@@ -167,6 +168,34 @@ async def test_workers_share_a_run_and_each_task_runs_once(redis_url: str, tmp_p
     finally:
         codes = [stop(w) for w in workers]
     assert codes == [0, 0]
+
+
+async def test_listeners_hear_every_task_start_and_outcome(redis_url: str, tmp_path: Path) -> None:
+    """on_event in the submitting client hears each task start, then end, once —
+    tasks a worker ran included (their starts come with their outcomes)."""
+    log = tmp_path / "runs.log"
+    n = 100
+    heard: list[Event] = []
+    worker = start_worker(redis_url, {})
+    try:
+        async with GleitzeitClient(
+            persistence="redis", redis_url=redis_url, on_event=heard.extend
+        ) as client:
+            await client.run_workflow(shared_dag(n, log))
+    finally:
+        assert stop(worker) == 0
+    assert pids_of(log)[worker.pid] >= 1
+    starts = [str(e.task_id) for e in heard if e.kind is EventKind.TASK_STARTED]
+    ends = [str(e.task_id) for e in heard if e.kind is EventKind.TASK_COMPLETED]
+    assert sorted(starts) == sorted(ends) == sorted(f"t{i}" for i in range(n)), len(starts)
+    order = {(e.kind, e.task_id): k for k, e in enumerate(heard)}
+    for tid in ends:
+        assert order[EventKind.TASK_STARTED, tid] < order[EventKind.TASK_COMPLETED, tid]
+    for e in heard:
+        if e.kind is EventKind.TASK_COMPLETED:
+            assert e.attempt == 1
+            assert e.started_at is not None
+            assert e.started_at <= e.at
 
 
 async def test_killed_worker_tasks_are_reclaimed(redis_url: str, tmp_path: Path) -> None:

@@ -155,7 +155,8 @@ return 1
 #: attempt), then per outcome its task id and payload (JSON text). A few
 #: variadic commands per batch, not per outcome; the outcomes recorded go
 #: onto ``W:out`` as one entry (``k`` = ``b``, ``c`` = consumer, ``i`` =
-#: indexes, ``s`` = ``c``/``f`` per outcome, ``p`` = JSON array of payloads).
+#: indexes, ``s`` = ``c``/``f`` per outcome, ``p`` = JSON array of payloads,
+#: ``a`` = start and attempt per outcome, space-separated).
 #: Returns {one 1 (recorded) or 0 (already final) per outcome, {entry id,
 #: index, ...} of the claimed tasks}.
 _COMPLETE: Final = """
@@ -184,7 +185,7 @@ if #acks > 0 then chunked({'XACK', q, 'g'}, acks) end
 local now = {}
 if n > 0 then chunked({'HMGET', tasks}, tids, now) end
 local flags, states, times, results, done, errors = {}, {}, {}, {}, {}, {}
-local idxs, kinds, payloads, completed = {}, {}, {}, {}
+local idxs, kinds, payloads, completed, begun = {}, {}, {}, {}, {}
 for k = 0, n - 1 do
   local cur = now[k + 1]
   if not live or cur == 'completed' or cur == 'failed' then
@@ -211,6 +212,7 @@ for k = 0, n - 1 do
     idxs[#idxs + 1] = idx
     kinds[#kinds + 1] = s
     payloads[#payloads + 1] = payload
+    begun[#begun + 1] = started .. ' ' .. attempt
   end
 end
 if #idxs > 0 then
@@ -234,7 +236,8 @@ if #idxs > 0 then
   end
   if #errors > 0 then chunked({'HSET', wk .. ':errors'}, errors) end
   redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
-    's', table.concat(kinds), 'p', '[' .. table.concat(payloads, ',') .. ']')
+    's', table.concat(kinds), 'p', '[' .. table.concat(payloads, ',') .. ']',
+    'a', table.concat(begun, ' '))
 end
 local claimed = {}
 if free > 0 and live then
@@ -509,12 +512,15 @@ class RedisCoordinator:
 to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
 
 
-def decode_outcomes(fields: dict[bytes, bytes], me: bytes) -> list[tuple[str, int, Any]]:
-    """``(kind, index, payload)`` of an outcome stream entry's outcomes.
+def decode_outcomes(
+    fields: dict[bytes, bytes], me: bytes
+) -> list[tuple[str, int, Any, tuple[float, int] | None]]:
+    """``(kind, index, payload, (start, attempt) or None)`` of an outcome stream entry.
 
     Entries this process (consumer ``me``) wrote are skipped: it applied them
-    when it recorded them. A cancellation is ``("x", -1, None)``; a wake-up
-    has no outcomes.
+    when it recorded them. A cancellation is ``("x", -1, None, None)``; a
+    wake-up has no outcomes. Outcomes of an earlier run (put first when a
+    run is resumed) have no start.
     """
     kind = fields[b"k"]
     if kind == b"b":
@@ -522,10 +528,19 @@ def decode_outcomes(fields: dict[bytes, bytes], me: bytes) -> list[tuple[str, in
             return []
         payloads = json.loads(fields[b"p"])
         kinds = fields[b"s"].decode()
+        idxs = fields[b"i"].split(b",")
+        raw = fields.get(b"a")
+        if raw is None:
+            return [
+                ("completed" if k == "c" else "failed", int(i), payload, None)
+                for k, i, payload in zip(kinds, idxs, payloads, strict=True)
+            ]
+        tokens = raw.split()
+        begun = [(float(tokens[j]), int(tokens[j + 1])) for j in range(0, len(tokens), 2)]
         return [
-            ("completed" if k == "c" else "failed", int(i), payload)
-            for k, i, payload in zip(kinds, fields[b"i"].split(b","), payloads, strict=True)
+            ("completed" if k == "c" else "failed", int(i), payload, b)
+            for k, i, payload, b in zip(kinds, idxs, payloads, begun, strict=True)
         ]
     if kind == b"x":
-        return [("x", -1, None)]
+        return [("x", -1, None, None)]
     return []
