@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gleitzeit import GleitzeitClient
+from gleitzeit.core.errors import TaskTimeoutError
 
 from .conftest import alive
 
@@ -70,3 +71,32 @@ async def test_idle_workers_are_retired_keeping_one(
         # The run's end retired every idle worker but the one kept warm.
         assert kept in pids
         assert [p for p in pids if alive(p)] == [kept]
+
+
+async def test_short_tasks_share_a_few_workers() -> None:
+    """Quick tasks with 64 in flight do not start a worker each: the pool grows
+    only when tasks wait (up to the CPU count) or every worker is stuck."""
+    code = "import os\nresult = os.getpid()\n"
+    async with GleitzeitClient(persistence="memory", max_concurrent=64) as client:
+        results = await client.run_workflow(_workflow(code, 500))
+        alive_after = len(client._python.pool.pids)
+    used = {r["result"] for r in results.values()}
+    assert len(used) < 32
+    assert alive_after < 32
+
+
+async def test_a_task_waiting_for_a_killed_worker_gets_a_new_one() -> None:
+    """workers=1: a runaway task times out and its worker is killed; the task
+    queued behind it still runs (the pool starts a replacement)."""
+    spin = {"code": "while True: pass", "timeout": 1}
+    wf = {
+        "name": "queued",
+        "tasks": [
+            {"id": "spin", "method": "python/execute", "params": spin},
+            {"id": "next", "method": "python/execute", "params": {"code": "result = 2"}},
+        ],
+    }
+    async with GleitzeitClient(persistence="memory", max_concurrent=2, workers=1) as client:
+        with pytest.raises(TaskTimeoutError) as info:
+            await client.run_workflow(wf)
+    assert info.value.data["results"]["next"]["result"] == 2

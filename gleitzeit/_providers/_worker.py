@@ -1,14 +1,17 @@
 """A warm worker process for python/execute: ``python -m gleitzeit._providers._worker``.
 
-Protocol: one JSON request per line on stdin, one JSON response per line on
-the protocol channel (the process's original stdout). File descriptors 0 and 1
-are pointed at /dev/null so user code can neither read requests nor corrupt
-responses; its prints go to captured buffers (see :mod:`._runner`).
+Protocol (see :mod:`._frames`): length-prefixed :mod:`marshal` frames. The
+engine sends a list of tasks ``(seq, code, file, args, cwd)`` (``cwd`` None:
+unchanged); the worker runs them in order and answers each with a frame
+``(seq, response)`` as soon as it is done, so the engine always knows which
+task is running. File descriptors 0 and 1 are pointed at /dev/null so user
+code can neither read requests nor corrupt responses; its prints go to
+captured buffers (see :mod:`._runner`).
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import signal
 import threading
@@ -37,23 +40,26 @@ def main() -> None:
         target=_lifeline, args=(os.getppid(),), name="gleitzeit-lifeline", daemon=True
     ).start()
     requests = os.fdopen(os.dup(0), "rb")
-    responses = os.fdopen(os.dup(1), "wb")
+    out = os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
+    from ._frames import HEADER, encode_response, write_all
     from ._runner import run_code
 
-    responses.write(b'{"ready": true}\n')
-    responses.flush()
-    for line in requests:
-        request = json.loads(line)
-        cwd = request.get("cwd")
-        if cwd and cwd != os.getcwd():
-            os.chdir(cwd)
-        response = run_code(request.get("code"), request.get("file"), request.get("args"))
-        data = json.dumps(response, ensure_ascii=False, default=repr)
-        responses.write(data.encode("utf-8", "surrogatepass") + b"\n")
-        responses.flush()
+    read = requests.read
+    write_all(out, encode_response((0, {"ready": True})))
+    cwd = os.getcwd()
+    while True:
+        header = read(HEADER)
+        if len(header) < HEADER:
+            return
+        tasks = marshal.loads(read(int.from_bytes(header, "big")))
+        for seq, code, file, args, where in tasks:
+            if where is not None and where != cwd:
+                os.chdir(where)
+                cwd = where
+            write_all(out, encode_response((seq, run_code(code, file, args))))
 
 
 if __name__ == "__main__":

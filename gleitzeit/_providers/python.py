@@ -10,23 +10,25 @@ calling user can.
 
 from __future__ import annotations
 
-import json
 import logging
+import marshal
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, ProviderError, TaskError
 from . import BaseProvider
+from ._frames import HEADER, MAX_FRAME, encode
 from ._runner import run_code
 
 if TYPE_CHECKING:
@@ -58,7 +60,6 @@ PYTHON_SPECS: Final = (
     ),
 )
 
-_MAX_LINE: Final = 1 << 30  # a response line may be up to 1 GiB
 #: The folder holding the gleitzeit package, so workers import this very copy.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
@@ -120,23 +121,67 @@ def _check_file(params: Mapping[str, Any], source_dir: str | None) -> Iterator[t
 
 
 class _Worker:
-    """One worker process and its protocol streams."""
+    """One worker process, its two pipes and the bytes read from it so far."""
 
-    def __init__(self, process: Process) -> None:
+    __slots__ = ("buffer", "cwd", "process", "reader", "writer")
+
+    def __init__(self, process: Process, writer: int, reader: int) -> None:
         self.process = process
-        assert process.stdout is not None
-        assert process.stdin is not None
-        self.reader = BufferedByteReceiveStream(process.stdout)
+        self.writer = writer  # the worker's stdin (non-blocking)
+        self.reader = reader  # the worker's protocol channel (non-blocking)
+        self.buffer = bytearray()
+        #: The working directory last sent to the worker.
+        self.cwd: str | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    async def request(self, payload: bytes) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        await self.process.stdin.send(payload)
-        line = await self.reader.receive_until(b"\n", _MAX_LINE)
-        return json.loads(line)  # type: ignore[no-any-return]
+    async def send(self, data: bytes) -> None:
+        """Write all of ``data`` (raises BrokenPipeError once the worker is gone)."""
+        view = memoryview(data)
+        while True:
+            try:
+                written = os.write(self.writer, view)
+            except BlockingIOError:
+                written = 0
+            view = view[written:]
+            if not view:
+                return
+            await anyio.wait_writable(self.writer)
+
+    async def receive(self) -> Any:
+        """The next frame's value (raises EndOfStream once the worker is gone)."""
+        buffer = self.buffer
+        while True:
+            if len(buffer) >= HEADER:
+                size = int.from_bytes(buffer[:HEADER], "big")
+                if size > MAX_FRAME:
+                    raise TaskError(
+                        f"A python task's result is larger than {MAX_FRAME} bytes.",
+                        ErrorCode.TASK_EXECUTION_FAILED,
+                    )
+                end = HEADER + size
+                if len(buffer) >= end:
+                    with memoryview(buffer) as view:
+                        value = marshal.loads(view[HEADER:end])
+                    del buffer[:end]
+                    return value
+            try:
+                chunk = os.read(self.reader, max(1 << 16, len(buffer)))
+            except BlockingIOError:
+                await anyio.wait_readable(self.reader)
+                continue
+            if not chunk:
+                raise anyio.EndOfStream
+            buffer += chunk
+
+    def _close_pipes(self) -> None:
+        for fd in (self.writer, self.reader):
+            if fd >= 0:
+                anyio.notify_closing(fd)
+                os.close(fd)
+        self.writer = self.reader = -1
 
     async def kill(self) -> None:
         """Kill the worker's whole process group and reap it (even when cancelled)."""
@@ -149,6 +194,7 @@ class _Worker:
                 self.process.kill()
             await self.process.wait()
             await self.process.aclose()
+            self._close_pipes()
             # SIGKILL is delivered asynchronously: return only once no member
             # of the group is left in any state but zombie (orphaned zombies
             # are never reaped here, so killpg(pgid, 0) is no test of death).
@@ -163,8 +209,10 @@ class _Worker:
         """Ask the worker to exit (stdin EOF); kill it if it does not."""
         with anyio.CancelScope(shield=True):
             try:
-                assert self.process.stdin is not None
-                await self.process.stdin.aclose()
+                if self.writer >= 0:
+                    anyio.notify_closing(self.writer)
+                    os.close(self.writer)
+                    self.writer = -1
                 with anyio.move_on_after(2):
                     await self.process.wait()
             finally:
@@ -172,10 +220,25 @@ class _Worker:
                     await self.kill()
                 else:
                     await self.process.aclose()
+                    self._close_pipes()
+
+
+class _Waiter:
+    """A task waiting for a worker: the pool hands it one, or wakes it to look again."""
+
+    __slots__ = ("event", "since", "worker")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.event = anyio.Event()
+        self.worker: _Worker | None = None
 
 
 #: A worker idle this long is retired (the pool keeps one warm).
 IDLE_RETIRE_SECONDS: Final = 60.0
+#: A ready task waits this long for a busy worker before the pool grows.
+GROW_AFTER_SECONDS: Final = 0.02
+_CPUS: Final = os.cpu_count() or 1
 
 
 class WorkerPool:
@@ -186,18 +249,36 @@ class WorkerPool:
     by the CPU count; workers idle for :data:`IDLE_RETIRE_SECONDS` are retired
     (one is kept warm). Each idle worker costs about 15 MB of memory.
 
+    Growth is lazy: a task takes an idle worker if there is one; otherwise it
+    waits for a busy one, in order of arrival, and only once it has waited
+    :data:`GROW_AFTER_SECONDS` (or no worker exists) does the pool start
+    another. Short CPU-bound tasks thus share as many workers as keep up
+    with them (on 2 cores, about 2) instead of paying a process start each,
+    while tasks that block (sleep, I/O, waiting for each other) still all run
+    at once within a few tens of milliseconds: starts run in parallel, at most
+    as many at a time as there are workers, so the pool doubles per round.
+
+    Each worker runs one task at a time and gets the next only when it has
+    answered: a slow task never holds up another one queued behind it, a
+    timeout or cancellation kills exactly the worker of the task concerned,
+    and a crash fails only the task that was running.
+
     Args:
         size: Most workers alive at once (default None: no cap of its own).
     """
 
     def __init__(self, size: int | None = None) -> None:
         self.size = size
-        self._idle: list[_Worker] = []
+        self._idle: list[_Worker] = []  # in order of last use
         self._idle_since: dict[_Worker, float] = {}
-        # anyio primitives bind to the event loop that exists when they are made,
-        # and a pool may be built in one thread and used in another: make it lazily.
-        self._slots: anyio.Semaphore | None = None
+        self._waiters: deque[_Waiter] = deque()
         self._all: set[_Worker] = set()
+        #: Workers started, not yet ready; and starts under way (_spawn calls).
+        self._starting: set[_Worker] = set()
+        self._launching = 0
+        #: When a worker last started a task (it is busy with it, or done).
+        self._last_start = 0.0
+        self._seq = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -209,29 +290,46 @@ class WorkerPool:
         """Process ids of the live workers."""
         return sorted(w.pid for w in self._all)
 
+    def _closed_error(self) -> ProviderError:
+        return ProviderError(
+            "The python worker pool is closed; use the client inside 'async with'.",
+            ErrorCode.SYSTEM_SHUTDOWN,
+            {"provider_id": "python"},
+        )
+
     async def _spawn(self) -> _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        to_child, writer = os.pipe()
+        reader, from_child = os.pipe()
         try:
             process = await anyio.open_process(
                 [sys.executable, "-u", "-m", "gleitzeit._providers._worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdin=to_child,
+                stdout=from_child,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 env=env,
             )
         except OSError as exc:
+            for fd in (writer, reader):
+                os.close(fd)
             raise ProviderError(
                 f"Cannot start a python worker process ({exc}); check that {sys.executable} runs.",
                 ErrorCode.PROVIDER_INITIALIZATION_FAILED,
                 {"provider_id": "python"},
             ) from exc
-        worker = _Worker(process)
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        os.set_blocking(writer, False)
+        os.set_blocking(reader, False)
+        worker = _Worker(process, writer, reader)
         self._all.add(worker)
+        self._starting.add(worker)
         try:
-            hello = await worker.reader.receive_until(b"\n", 1024)
-        except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
+            hello = await worker.receive()
+        except (anyio.EndOfStream, ValueError, EOFError) as exc:
             await self._discard(worker)
             raise ProviderError(
                 "A python worker process exited during start-up; run "
@@ -242,7 +340,9 @@ class WorkerPool:
         except BaseException:
             await self._discard(worker)
             raise
-        assert hello.startswith(b'{"ready"')
+        finally:
+            self._starting.discard(worker)
+        assert hello == (0, {"ready": True}), hello
         log.debug("started python worker pid %d", process.pid)
         return worker
 
@@ -250,32 +350,40 @@ class WorkerPool:
         self._all.discard(worker)
         self._idle_since.pop(worker, None)
         await worker.kill()
+        if self._waiters:  # the pool may grow again: the first in line looks
+            self._waiters[0].event.set()
 
     async def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run one request on an idle worker; cancellation kills that worker."""
-        if self._closed:
-            raise ProviderError(
-                "The python worker pool is closed; use the client inside 'async with'.",
-                ErrorCode.SYSTEM_SHUTDOWN,
-                {"provider_id": "python"},
-            )
-        payload = json.dumps(request).encode() + b"\n"
-        if self.size is None:
-            return await self._run(payload)
-        if self._slots is None:
-            self._slots = anyio.Semaphore(self.size)
-        async with self._slots:
-            return await self._run(payload)
+        """Run one request on a worker; cancellation kills that worker.
 
-    async def _run(self, payload: bytes) -> dict[str, Any]:
-        if self._idle:
-            worker = self._idle.pop()  # the most recently used: warmest
-            self._idle_since.pop(worker, None)
-        else:
-            worker = await self._spawn()
+        ``request`` holds ``code`` or ``file``, ``args`` and ``cwd``.
+        """
+        if self._closed:
+            raise self._closed_error()
+        self._seq += 1
+        seq = self._seq
+        cwd = request.get("cwd")
         try:
-            response = await worker.request(payload)
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+            encode((seq, request.get("code"), request.get("file"), request["args"], cwd))
+        except ValueError as exc:
+            raise TaskError(
+                f"The task's args cannot be sent to a worker process ({exc}); "
+                "use JSON-like values (dicts, lists, strings, numbers, booleans, None).",
+                ErrorCode.TASK_VALIDATION_FAILED,
+            ) from exc
+        worker = await self._acquire()
+        try:
+            if cwd == worker.cwd:
+                cwd = None
+            else:
+                worker.cwd = cwd
+            self._last_start = time.monotonic()
+            await worker.send(
+                encode([(seq, request.get("code"), request.get("file"), request["args"], cwd)])
+            )
+            done, response = await worker.receive()
+            assert done == seq, (done, seq)
+        except (anyio.EndOfStream, OSError):
             code = worker.process.returncode
             await self._discard(worker)
             if code is None:
@@ -296,11 +404,75 @@ class WorkerPool:
             log.debug("killing python worker pid %d", worker.pid)
             await self._discard(worker)
             raise
-        now = time.monotonic()
+        self._release(worker)
+        if len(self._idle) > 1:
+            await self._retire_idle(time.monotonic())
+        return response  # type: ignore[no-any-return]
+
+    async def _acquire(self) -> _Worker:
+        """An idle worker, else one handed over in order of arrival (growing the pool)."""
+        if self._idle:
+            worker = self._idle.pop()  # the most recently used: warmest
+            del self._idle_since[worker]
+            return worker
+        waiter = _Waiter(time.monotonic())
+        self._waiters.append(waiter)
+        try:
+            while waiter.worker is None:
+                if self._closed:
+                    raise self._closed_error()
+                patience = self._patience(waiter)
+                if patience <= 0:
+                    await self._grow()
+                    continue
+                waiter.event = anyio.Event()
+                with anyio.move_on_after(patience):
+                    await waiter.event.wait()
+        except BaseException:
+            if waiter.worker is None:
+                self._waiters.remove(waiter)
+            else:
+                self._release(waiter.worker)
+            raise
+        return waiter.worker
+
+    def _patience(self, waiter: _Waiter) -> float:
+        """Seconds ``waiter`` waits before the pool grows for it (<= 0: grow now).
+
+        Up to the CPU count, a task waits at most GROW_AFTER_SECONDS for a
+        busy worker. Beyond it, only while no worker has started a task for
+        that long (every worker is stuck on a slow one): while tasks flow,
+        more processes than cores would only slow them down.
+        """
+        ready = len(self._all) - len(self._starting)
+        total = ready + self._launching
+        if self.size is not None and total >= self.size:
+            return math.inf  # a worker that goes hands the turn on (_discard)
+        if total == 0:
+            return 0.0
+        if self._launching >= max(1, ready):
+            return GROW_AFTER_SECONDS
+        since = waiter.since if total < _CPUS else max(waiter.since, self._last_start)
+        return since + GROW_AFTER_SECONDS - time.monotonic()
+
+    async def _grow(self) -> None:
+        """Start a worker and hand it to the first in line."""
+        self._launching += 1
+        try:
+            worker = await self._spawn()
+        finally:
+            self._launching -= 1
+        self._release(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        """Hand a free worker to the first task in line, or make it idle."""
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.worker = worker
+            waiter.event.set()
+            return
         self._idle.append(worker)
-        self._idle_since[worker] = now
-        await self._retire_idle(now)
-        return response
+        self._idle_since[worker] = time.monotonic()
 
     async def _retire_idle(self, now: float) -> None:
         """Stop workers idle for longer than IDLE_RETIRE_SECONDS, keeping one."""
@@ -316,8 +488,11 @@ class WorkerPool:
     async def aclose(self) -> None:
         """Stop every worker; waits for them to exit."""
         self._closed = True
+        for waiter in self._waiters:
+            waiter.event.set()
         workers, self._idle = list(self._all), []
         self._all.clear()
+        self._idle_since.clear()
         async with anyio.create_task_group() as tg:
             for worker in workers:
                 tg.start_soon(worker.close)
