@@ -19,6 +19,8 @@ The run is over for this process when its scheduler has every task final.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
 import time
@@ -32,6 +34,8 @@ from .core._scheduler import CANCELLED, COMPLETED, FAILED, SKIPPED
 from .core.errors import GleitzeitError, error_from_dict, error_to_dict
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -90,8 +94,27 @@ async def run_shared(engine: Engine, run: Run, coord: RedisCoordinator, tg: Task
     local = cast("MemoryObjectSendStream[Any]", _Local(send))
     held: dict[int, str] = {}
     provider_of = engine.registry.get
-    with send, inbox:
+    with send, inbox, _gc_frozen():
         await _serve(engine, run, coord, tg, inbox, send, local, held, provider_of)
+
+
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Keep the objects alive now (the workflow, above all) out of the cyclic GC.
+
+    A process that just built a big run would otherwise pause for a full
+    collection over all of it early in the run (70 ms for 10,000 tasks), which
+    a process that joins a run pays right when it should be taking tasks.
+    Objects made during the run are collected as usual. The freeze is undone
+    at the end unless something else had frozen objects before.
+    """
+    mine = gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if mine:
+            gc.unfreeze()
 
 
 async def _serve(
