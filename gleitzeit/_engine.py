@@ -25,6 +25,7 @@ import math
 import random
 import time
 import traceback
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import anyio
@@ -32,12 +33,12 @@ import anyio.lowlevel
 import attrs
 
 from ._gc import gc_paused
-from ._loader import graph_of
 from ._providers import Call, ProviderRegistry
 from ._stores._state import Completions, Record, as_events
 from .core._events import Event, EventKind
 from .core._models import TaskStatus, Workflow, WorkflowStatus
-from .core._refs import make_lookup, scan_refs, substitute, substitute_code
+from .core._plan import Plan
+from .core._refs import make_lookup, substitute, substitute_code
 from .core._scheduler import (
     CANCELLED,
     COMPLETED,
@@ -57,7 +58,7 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -88,10 +89,12 @@ class Run:
     """The live state of one workflow run."""
 
     workflow: Workflow
+    #: The workflow's tasks in columns (``plan.ids[i]``, ``plan.methods[i]``, ...).
+    plan: Plan
     sched: Scheduler
-    index: dict[str, int]
-    aliases: dict[str, str]
-    needs_subst: bytearray
+    index: Mapping[str, int]
+    aliases: Mapping[str, str]
+    needs_subst: bytes
     max_concurrent: int
     results: dict[str, dict[str, Any]] = attrs.Factory(dict)
     errors: dict[str, GleitzeitError] = attrs.Factory(dict)
@@ -142,7 +145,7 @@ class Run:
     def ordered_results(self) -> dict[str, dict[str, Any]]:
         """Completed results by task id, in document order."""
         results = self.results
-        return {t.id: results[t.id] for t in self.workflow.tasks if t.id in results}
+        return {tid: results[tid] for tid in self.plan.ids if tid in results}
 
     def raise_for_status(self) -> dict[str, dict[str, Any]]:
         """Return the results, or raise the run's error with the partial results."""
@@ -156,11 +159,6 @@ class Run:
         error.data["workflow_id"] = self.id
         error.data["results"] = results
         raise error
-
-
-def _has_refs(params: dict[str, Any]) -> bool:
-    """True if ``params`` hold a reference or a ``$${`` escape to substitute."""
-    return scan_refs(params)[1]
 
 
 class Engine:
@@ -228,24 +226,17 @@ class Engine:
 
     def _prepare(self, workflow: Workflow, completed: Mapping[str, dict[str, Any]] | None) -> Run:
         tasks = workflow.tasks
-        index = {t.id: i for i, t in enumerate(tasks)}
-        aliases: dict[str, str] = {}
-        for t in tasks:
-            aliases.setdefault(t.name, t.id)
-        known = graph_of(workflow)
-        if known is not None:
-            deps, needs_subst = known
-        else:
-            deps = [[index[d] for d in t.dependencies] for t in tasks]
-            needs_subst = bytearray(_has_refs(t.params) for t in tasks)
-        priorities = [t.priority for t in tasks]
+        # A loaded workflow carries its plan; one built by hand is planned here.
+        plan = tasks if isinstance(tasks, Plan) else Plan.from_tasks(tasks)
+        index = plan.by_id
         done_idx = [index[tid] for tid in (completed or {}) if tid in index]
         run = Run(
             workflow=workflow,
-            sched=Scheduler(deps, priorities, done_idx),
+            plan=plan,
+            sched=Scheduler.from_plan(plan, done_idx),
             index=index,
-            aliases=aliases,
-            needs_subst=needs_subst,
+            aliases=plan.aliases,
+            needs_subst=plan.needs_subst,
             max_concurrent=max(1, workflow.max_concurrent or self.max_concurrent),
         )
         if completed:
@@ -258,29 +249,30 @@ class Engine:
         Raises:
             TaskParameterError: a reference cannot be resolved.
         """
-        task = run.workflow.tasks[i]
-        params = task.params
+        plan = run.plan
+        method = plan.methods[i]
+        params = plan.params[i]
         if run.needs_subst[i]:
             lookup = make_lookup(run.results, run.aliases)
             new = {}
             for key, value in params.items():
-                if key == "code" and task.method == "python/execute" and isinstance(value, str):
+                if key == "code" and method == "python/execute" and isinstance(value, str):
                     new[key] = substitute_code(value, lookup)
                 else:
                     new[key] = substitute(value, lookup)
             params = new
-            log.debug("task %r: substituted references -> %.200r", task.id, params)
-        timeout = task.timeout
-        if timeout is None and task.method == "python/execute":
+            log.debug("task %r: substituted references -> %.200r", plan.ids[i], params)
+        timeout = plan.timeouts.get(i)
+        if timeout is None and method == "python/execute":
             raw = params.get("timeout", PYTHON_DEFAULT_TIMEOUT)
             timeout = float(raw) if isinstance(raw, (int, float)) else PYTHON_DEFAULT_TIMEOUT
         return Call(
-            method=task.method,
+            method=method,
             params=params,
-            task_id=task.id,
+            task_id=plan.ids[i],
             workflow_id=run.id,
             timeout=timeout,
-            isolation=task.isolation or self.isolation,
+            isolation=plan.isolations.get(i) or self.isolation,
             source_dir=run.workflow.source_dir,
         )
 
@@ -376,7 +368,8 @@ class Engine:
         recv: MemoryObjectReceiveStream[_Outcome],
     ) -> None:
         sched = run.sched
-        tasks = run.workflow.tasks
+        plan = run.plan
+        ids, methods, retries = plan.ids, plan.methods, plan.retries
         results = run.results
         ordered = self.store.ordered
         fast = not ordered and not self.task_events
@@ -392,9 +385,8 @@ class Engine:
                     i = sched.pop_ready()
                     if i is None:
                         break
-                    task = tasks[i]
-                    provider = provider_of(task.method)
-                    if task.retry is None and provider is not None:
+                    provider = provider_of(methods[i])
+                    if provider is not None and i not in retries:
                         start = 0.0 if fast else time.time()
                         try:
                             call = self.call_for(run, i)
@@ -411,7 +403,7 @@ class Engine:
                                     Event(
                                         kind=EventKind.TASK_STARTED,
                                         workflow_id=run.id,
-                                        task_id=task.id,
+                                        task_id=ids[i],
                                         at=start,
                                         attempt=1,
                                     ),
@@ -421,7 +413,7 @@ class Engine:
                         if ordered:
                             outcomes.append(outcome)
                         elif fast and outcome[2] is None:
-                            results[task.id] = outcome[1]  # type: ignore[assignment]
+                            results[ids[i]] = outcome[1]  # type: ignore[assignment]
                             sched.complete(i)
                         else:
                             self._apply(run, (outcome,))
@@ -575,14 +567,14 @@ class Engine:
         queued as :class:`Completions` rows, one record for a run of them, in
         the order of ``outcomes``: no :class:`Event` per task.
         """
-        tasks = run.workflow.tasks
+        ids = run.plan.ids
         now = time.time()
         events = run.pending_events
         task_events = self.task_events
         steps = self._steps
         rows: list[CompletionRow] | None = None
         for i, result, error, attempts, started in outcomes:
-            tid = tasks[i].id
+            tid = ids[i]
             if error is None:
                 if steps:
                     if rows is None:
@@ -640,9 +632,9 @@ class Engine:
         if stage:
             self._stage(run, outcomes)
         sched = run.sched
-        tasks = run.workflow.tasks
+        ids = run.plan.ids
         for i, result, error, _attempts, _started in outcomes:
-            tid = tasks[i].id
+            tid = ids[i]
             if error is None:
                 assert result is not None
                 run.results[tid] = result
@@ -657,9 +649,7 @@ class Engine:
             if self.task_events:
                 now = time.time()
                 run.pending_events.extend(
-                    Event(
-                        kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=tasks[j].id, at=now
-                    )
+                    Event(kind=EventKind.TASK_SKIPPED, workflow_id=run.id, task_id=ids[j], at=now)
                     for j in skipped
                 )
 
@@ -712,7 +702,7 @@ class Engine:
         if run.done.is_set():
             return
         sched = run.sched
-        tasks = run.workflow.tasks
+        ids = run.plan.ids
         if not sched.finished:
             cancelled_tasks = sched.cancel()
             if self.task_events:
@@ -721,7 +711,7 @@ class Engine:
                     Event(
                         kind=EventKind.TASK_CANCELLED,
                         workflow_id=run.id,
-                        task_id=tasks[j].id,
+                        task_id=ids[j],
                         at=now,
                     )
                     for j in cancelled_tasks

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._gc import gc_paused
 from ..core._methods import MethodSpec, MethodTable
 from ..core._models import BatchSpec, Task, Workflow
+from ..core._plan import Plan
 from ._graph import parse_tasks
 from ._parse import (
     BATCH_STEP,
@@ -42,20 +42,6 @@ log = logging.getLogger("gleitzeit.loader")
 
 WorkflowSource = str | os.PathLike[str] | Mapping[str, Any] | Workflow
 
-#: Workflows this module built (and so validated), by identity; others are re-checked.
-#: (Not a WeakSet: hashing a frozen Workflow would hash every task.)
-_validated: weakref.WeakValueDictionary[int, Workflow] = weakref.WeakValueDictionary()
-#: The dependency indexes and "has references" flags computed while validating,
-#: by workflow identity, so the engine need not compute them again.
-_graphs: dict[int, tuple[list[list[int]], bytearray]] = {}
-
-
-def graph_of(workflow: Workflow) -> tuple[list[list[int]], bytearray] | None:
-    """Dependency indexes and reference flags of a workflow this module built, or None."""
-    if _validated.get(id(workflow)) is not workflow:
-        return None
-    return _graphs.get(id(workflow))
-
 
 def load_workflow(source: WorkflowSource, *, methods: MethodTable | None = None) -> Workflow:
     """Load and validate a workflow from a file path, a dict or a Workflow.
@@ -73,7 +59,7 @@ def load_workflow(source: WorkflowSource, *, methods: MethodTable | None = None)
     """
     obj: object = source  # callers without type checking may pass anything
     if isinstance(obj, Workflow):
-        if _validated.get(id(obj)) is obj:
+        if isinstance(obj.tasks, Plan):  # built by this loader: validated, planned
             return obj
         from .._serde import unstructure_workflow  # deferred: avoids an import cycle
 
@@ -149,8 +135,7 @@ def _parse_workflow(
         problems.add(f"'type' must be 'batch' (or left out), not {doc['type']!r}", None, "type")
     batch: BatchSpec | None = None
     template: dict[str, Any] | None = None
-    tasks: tuple[Task, ...] = ()
-    graph: tuple[list[list[int]], bytearray] | None = None
+    tasks: Sequence[Task] = ()
     if is_batch:
         batch, template = parse_batch(doc, problems, methods, source_dir)
         if "tasks" in doc:  # steps after the files: they may use ${batch.result}
@@ -159,7 +144,9 @@ def _parse_workflow(
         for key in ("batch", "template", "protocol"):
             if key in doc:
                 problems.add(f"{key!r} belongs to batch documents (add 'type: batch')", None, key)
-        tasks, graph = parse_tasks(doc, problems, methods, source_dir)
+        plan = parse_tasks(doc, problems, methods, source_dir)
+        if plan is not None:
+            tasks = plan
     problems.raise_if_any(name, source)
     workflow = Workflow(
         id=str(wf_id),
@@ -174,10 +161,6 @@ def _parse_workflow(
         template=template,
         mcp_servers=dict(mcp_servers) if isinstance(mcp_servers, dict) else {},
     )
-    _validated[id(workflow)] = workflow
-    if graph is not None:
-        _graphs[id(workflow)] = graph
-        weakref.finalize(workflow, _graphs.pop, id(workflow), None)
     return workflow
 
 
@@ -209,5 +192,5 @@ def _parse_batch_steps(
     raw = doc.get("tasks")
     if isinstance(raw, list):
         raw = [*raw, {"id": BATCH_STEP, "method": "batch/collect", "params": {"entries": {}}}]
-    tasks, _ = parse_tasks({**doc, "tasks": raw}, problems, methods, source_dir)
-    return tuple(t for t in tasks if t.id != BATCH_STEP or t.method != "batch/collect")
+    plan = parse_tasks({**doc, "tasks": raw}, problems, methods, source_dir)
+    return tuple(t for t in plan or () if t.id != BATCH_STEP or t.method != "batch/collect")

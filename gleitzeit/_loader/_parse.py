@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..core._methods import MethodSpec, MethodTable, describe_types, type_ok
 from ..core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy
-from ..core._refs import _TOKEN, RefSyntaxError, scan_refs
+from ..core._refs import _TOKEN, Ref, RefSyntaxError, scan_refs
 from ._problems import Problems, closest
 
 if TYPE_CHECKING:
@@ -16,8 +16,10 @@ __all__ = [
     "BATCH_STEP",
     "LEGACY_IGNORED",
     "WORKFLOW_KEYS",
+    "TaskFields",
     "opt",
     "parse_batch",
+    "parse_dependencies",
     "parse_task",
     "positive",
 ]
@@ -69,6 +71,61 @@ _TEMPLATE_TASK_KEYS: Final = frozenset(
 _ISOLATION: Final = ("process", "inline")
 
 
+class TaskFields:
+    """One task as written, its fields checked (dependencies not yet resolved)."""
+
+    __slots__ = (
+        "deps",
+        "description",
+        "id",
+        "index",
+        "isolation",
+        "marked",
+        "metadata",
+        "method",
+        "name",
+        "params",
+        "priority",
+        "protocol",
+        "refs",
+        "retry",
+        "tags",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        tid: str,
+        name: str,
+        method: Any,
+        protocol: Any,
+        params: dict[str, Any],
+        deps: list[str],
+        refs: list[Ref],
+        marked: bool,
+    ) -> None:
+        #: Its number in the document.
+        self.index = index
+        self.id = tid
+        self.name = name
+        self.method: str = method
+        self.protocol: str = protocol
+        self.params = params
+        #: Dependencies as written (ids or names).
+        self.deps = deps
+        #: The ``${...}`` references in its params; ``marked``: anything to substitute.
+        self.refs = refs
+        self.marked = marked
+        self.timeout: float | None = None
+        self.retry: RetryPolicy | None = None
+        self.priority = 0
+        self.isolation: str | None = None
+        self.description: str | None = None
+        self.tags: tuple[str, ...] = ()
+        self.metadata: dict[str, Any] = {}
+
+
 def _is_ref(value: Any) -> bool:
     """A string that is exactly one ``${...}`` reference (a whole value)."""
     if type(value) is not str or not value.startswith("${"):
@@ -114,7 +171,8 @@ def _ident(value: Any) -> str | None:
 
 def parse_task(
     raw: Any, index: int, problems: Problems, methods: MethodTable, source_dir: str | None
-) -> dict[str, Any] | None:
+) -> TaskFields | None:
+    """One task's fields, checked; None when it has neither id nor name (a problem)."""
     if not isinstance(raw, dict):
         problems.add(
             f"task number {index + 1} must be a mapping, not {type(raw).__name__}",
@@ -184,7 +242,17 @@ def parse_task(
     except RefSyntaxError as exc:
         problems.add(str(exc), label, "params")
 
-    deps_raw = raw.get("dependencies")
+    deps = parse_dependencies(raw.get("dependencies"), problems, label)
+    fields = TaskFields(
+        index, tid or name or "", name or tid or "", method, protocol, params, deps, refs, marked
+    )
+    if not _RARE_TASK_KEYS.isdisjoint(raw):  # only some tasks set optional fields
+        _parse_optional_fields(raw, fields, problems, label)
+    return None if tid is None and name is None else fields
+
+
+def parse_dependencies(deps_raw: Any, problems: Problems, label: str) -> list[str]:
+    """A task's dependencies as written: names or ids (integers become text)."""
     deps: list[str] = []
     if deps_raw is not None:
         if isinstance(deps_raw, (str, int)) and not isinstance(deps_raw, bool):
@@ -202,43 +270,22 @@ def parse_task(
                     )
                 else:
                     deps.append(d)
-
-    fields: dict[str, Any] = {
-        "_index": index,
-        "id": tid or name,
-        "name": name or tid,
-        "method": method,
-        "protocol": protocol,
-        "params": params,
-        "deps": deps,
-        "refs": refs,
-        "marked": marked,
-        "timeout": None,
-        "retry": None,
-        "priority": 0,
-        "isolation": None,
-        "description": None,
-        "tags": (),
-        "metadata": {},
-    }
-    if not _RARE_TASK_KEYS.isdisjoint(raw):  # only some tasks set optional fields
-        _parse_optional_fields(raw, fields, problems, label)
-    return None if tid is None and name is None else fields
+    return deps
 
 
 def _parse_optional_fields(
-    raw: dict[str, Any], fields: dict[str, Any], problems: Problems, label: str
+    raw: dict[str, Any], fields: TaskFields, problems: Problems, label: str
 ) -> None:
     """Fill in timeout, retry, priority, isolation, description, tags and metadata."""
     if "timeout" in raw:
-        fields["timeout"] = positive(raw, "timeout", problems, label)
-    fields["retry"] = _parse_retry(raw.get("retry"), problems, label)
+        fields.timeout = positive(raw, "timeout", problems, label)
+    fields.retry = _parse_retry(raw.get("retry"), problems, label)
     prio_raw = raw.get("priority")
     if prio_raw is not None:
         if isinstance(prio_raw, int) and not isinstance(prio_raw, bool):
-            fields["priority"] = prio_raw
+            fields.priority = prio_raw
         elif isinstance(prio_raw, str) and prio_raw.lower() in PRIORITY_NAMES:
-            fields["priority"] = PRIORITY_NAMES[prio_raw.lower()]
+            fields.priority = PRIORITY_NAMES[prio_raw.lower()]
         else:
             problems.add(
                 f"'priority' must be an integer (higher runs first) or one of "
@@ -252,17 +299,17 @@ def _parse_optional_fields(
             f"'isolation' must be 'process' or 'inline', not {isolation!r}", label, "isolation"
         )
     else:
-        fields["isolation"] = isolation
+        fields.isolation = isolation
     if "description" in raw:
-        fields["description"] = opt(raw, "description", (str,), problems, label)
+        fields.description = opt(raw, "description", (str,), problems, label)
     if "tags" in raw:
         tags = opt(raw, "tags", (list,), problems, label) or []
         if not all(isinstance(t, str) for t in tags):
             problems.add("'tags' must be a list of strings", label, "tags")
         else:
-            fields["tags"] = tuple(tags)
+            fields.tags = tuple(tags)
     if "metadata" in raw:
-        fields["metadata"] = opt(raw, "metadata", (dict,), problems, label) or {}
+        fields.metadata = opt(raw, "metadata", (dict,), problems, label) or {}
 
 
 def _count_given(params: Mapping[str, Any], group: tuple[str, ...]) -> int:
@@ -366,6 +413,238 @@ def _parse_retry(raw: Any, problems: Problems, label: str) -> RetryPolicy | None
         max_delay=float(cap) if cap is not None and cap >= 0 else defaults.max_delay,
         jitter=defaults.jitter if jitter is None else jitter,
     )
+
+
+# --- tasks that share a shape ------------------------------------------------------
+#
+# Generated workflows repeat one template: the same keys, method and param keys,
+# with values of the same types. Whether such a task is valid depends on its
+# values in only a few places (an id that is blank, a ``${...}`` reference, the
+# method's own check of a file, its dependencies), so the first task of each
+# shape gets every check and the others only those. Anything unusual sends the
+# whole document to the exact path (``parse_task`` for every task), which also
+# words the problems.
+
+
+class Bail(Exception):
+    """The quick path met something it does not check itself: use the exact path."""
+
+
+_CONTAINERS: Final = (dict, list, tuple)
+
+
+class Shape:
+    """What the tasks of one shape still need checked, each on its own."""
+
+    __slots__ = ("check", "exact", "has_deps", "has_id", "has_name", "method", "protocol", "scan")
+
+    def __init__(self, raw: dict[str, Any], spec: MethodSpec, params: dict[str, Any]) -> None:
+        self.method: str = raw["method"]
+        self.protocol = spec.protocol
+        self.check = spec.check
+        self.has_id = "id" in raw
+        self.has_name = "name" in raw
+        deps = raw.get("dependencies")
+        self.has_deps = deps is not None
+        #: Read every task of this shape with ``parse_task`` (rare fields, a
+        #: protocol, integer ids, a value valid only as a ``${...}`` reference).
+        self.exact = (
+            not _RARE_TASK_KEYS.isdisjoint(raw)
+            or "protocol" in raw
+            or not (deps is None or type(deps) is list)
+            or any(k in raw and type(raw[k]) is not str for k in ("id", "name"))
+            or _refs_only(params, spec)
+        )
+        #: Which params may hold ``${``: None (none: no strings), a tuple of
+        #: keys (top-level strings only), or True (nested values: scan them all).
+        self.scan: tuple[str, ...] | bool | None = None
+        if any(type(v) in _CONTAINERS for v in params.values()):
+            self.scan = True
+        else:
+            keys = tuple(k for k, v in params.items() if type(v) is str)
+            self.scan = keys or None
+
+
+def _refs_only(params: dict[str, Any], spec: MethodSpec) -> bool:
+    """True if a param has the wrong type and passed as a ``${...}`` reference."""
+    accepted = spec.params
+    if accepted is None:
+        return False
+    for key, value in params.items():
+        types = accepted.get(key)
+        if value is not None and types is not None and not type_ok(value, types):
+            return True
+    return False
+
+
+class Columns:
+    """The tasks read into columns, their dependencies not yet resolved.
+
+    Every task's dependencies as written are ``flat[i]`` runs of ``counts``
+    (ids, most likely); tasks whose dependencies need the exact lookup (by
+    name, or with references) are in ``special`` with their fields instead.
+    """
+
+    __slots__ = (
+        "counts",
+        "flat",
+        "ids",
+        "marked",
+        "methods",
+        "names",
+        "options",
+        "params",
+        "protocols",
+        "special",
+    )
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.names: list[str] = []
+        self.methods: list[str] = []
+        self.protocols: list[str] = []
+        self.params: list[dict[str, Any]] = []
+        self.marked = bytearray()
+        self.flat: list[Any] = []
+        self.counts: list[int] = []
+        self.special: dict[int, TaskFields] = {}
+        #: Tasks that set optional fields (timeout, retry, ...).
+        self.options: list[TaskFields] = []
+
+
+def read_columns(raw_tasks: list[Any], methods: MethodTable, source_dir: str | None) -> Columns:
+    """Check the tasks shape by shape and read them into columns.
+
+    Raises:
+        Bail: something only the exact path checks (and words) properly.
+    """
+    shapes: dict[tuple[Any, ...], Shape] = {}
+    cols = Columns()
+    ids, names, methods_col, protocols = cols.ids, cols.names, cols.methods, cols.protocols
+    params_col, marked, flat, counts = cols.params, cols.marked, cols.flat, cols.counts
+    for index, raw in enumerate(raw_tasks):
+        if type(raw) is not dict:
+            raise Bail
+        params = raw.get("params")
+        if params is None:
+            params = raw.get("parameters")
+        try:
+            if type(params) is dict:
+                key: tuple[Any, ...] = (
+                    tuple(raw),
+                    tuple(map(type, raw.values())),
+                    raw.get("method"),
+                    tuple(params),
+                    tuple(map(type, params.values())),
+                )
+            else:
+                key = (tuple(raw), tuple(map(type, raw.values())), raw.get("method"))
+            shape = shapes.get(key)
+        except TypeError:  # an unhashable method or key
+            raise Bail from None
+        if shape is None:
+            shape = shapes[key] = _new_shape(raw, index, methods, source_dir)
+        if shape.exact:
+            _read_exactly(raw, index, cols, methods, source_dir)
+            continue
+        if shape.has_id:
+            tid = raw["id"]
+            if not tid.strip():
+                raise Bail
+            name = raw["name"] if shape.has_name else tid
+            if not name.strip():
+                raise Bail
+        else:
+            tid = name = raw["name"]
+            if not name.strip():
+                raise Bail
+        if params is None:
+            params = {}
+        if shape.check is not None:
+            for _problem in shape.check(params, source_dir):
+                raise Bail
+        scan = shape.scan
+        mark = False
+        if scan is not None:
+            if scan is True:
+                mark = _has_marker(params)
+            else:
+                for k in scan:  # type: ignore[union-attr]
+                    if "${" in params[k]:
+                        mark = True
+                        break
+            if mark:
+                try:
+                    refs, mark = scan_refs(params)
+                except RefSyntaxError:
+                    raise Bail from None
+                if refs:
+                    _read_exactly(raw, index, cols, methods, source_dir)
+                    continue
+        ids.append(tid)
+        names.append(name)
+        methods_col.append(shape.method)
+        protocols.append(shape.protocol)
+        params_col.append(params)
+        marked.append(mark)
+        if shape.has_deps:
+            deps = raw["dependencies"]
+            flat += deps
+            counts.append(len(deps))
+        else:
+            counts.append(0)
+    return cols
+
+
+def _has_marker(value: Any) -> bool:
+    """True if a string anywhere in ``value`` holds ``${``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if "${" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _new_shape(
+    raw: dict[str, Any], index: int, methods: MethodTable, source_dir: str | None
+) -> Shape:
+    """Check a shape's first task in full; a shape with any problem bails."""
+    scratch = Problems()
+    fields = parse_task(raw, index, scratch, methods, source_dir)
+    if scratch.items or fields is None:
+        raise Bail
+    spec = methods.get(fields.method)
+    params = raw.get("params", raw.get("parameters"))
+    if spec is None or not (params is None or type(params) is dict):
+        raise Bail
+    return Shape(raw, spec, params or {})
+
+
+def _read_exactly(
+    raw: dict[str, Any], index: int, cols: Columns, methods: MethodTable, source_dir: str | None
+) -> None:
+    """Read one task with every check (its dependencies resolved later, exactly)."""
+    scratch = Problems()
+    fields = parse_task(raw, index, scratch, methods, source_dir)
+    if scratch.items or fields is None:
+        raise Bail
+    i = len(cols.ids)
+    cols.ids.append(fields.id)
+    cols.names.append(fields.name)
+    cols.methods.append(fields.method)
+    cols.protocols.append(fields.protocol)
+    cols.params.append(fields.params)
+    cols.marked.append(fields.marked)
+    cols.counts.append(0)
+    cols.special[i] = fields
+    if not _RARE_TASK_KEYS.isdisjoint(raw):
+        cols.options.append(fields)
 
 
 #: The id of the step that gathers a batch's per-file contents.

@@ -6,12 +6,43 @@ million tasks validates without recursion limits.
 
 from __future__ import annotations
 
+from array import array
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["dependents_of", "find_cycle", "topological_order"]
+__all__ = ["as_lists", "dependents_of", "find_cycle", "invert", "topological_order"]
+
+
+def invert(start: Sequence[int], index: Sequence[int]) -> tuple[array[int], array[int]]:
+    """Invert a graph in CSR form (task i → ``index[start[i]:start[i + 1]]``).
+
+    Returns the ``(start, index)`` of the reverse edges; each task's list keeps
+    task order. Linear in tasks + edges.
+    """
+    n = len(start) - 1
+    counts = [0] * (n + 1)
+    for j in index:
+        counts[j + 1] += 1
+    out_start = list(accumulate(counts))
+    pos = out_start[:-1]
+    out = [0] * len(index)
+    for i in range(n):
+        lo, hi = start[i], start[i + 1]
+        if lo == hi:
+            continue
+        for j in index[lo:hi]:
+            p = pos[j]
+            out[p] = i
+            pos[j] = p + 1
+    return array("q", out_start), array("q", out)
+
+
+def as_lists(start: Sequence[int], index: Sequence[int]) -> list[list[int]]:
+    """A CSR graph as one list per task."""
+    return [list(index[start[i] : start[i + 1]]) for i in range(len(start) - 1)]
 
 
 def dependents_of(deps: Sequence[Sequence[int]]) -> list[list[int]]:

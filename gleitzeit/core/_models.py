@@ -7,6 +7,7 @@ touches I/O. Status snapshots are new values built with :func:`attrs.evolve`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -148,7 +149,9 @@ class Workflow:
 
     id: str
     name: str
-    tasks: tuple[Task, ...] = attrs.field(default=(), repr=False)
+    #: The tasks in document order: a loaded workflow's plan (a sequence of
+    #: Task made on demand), or a tuple.
+    tasks: Sequence[Task] = attrs.field(default=(), repr=False)
     description: str | None = None
     timeout: float | None = None
     max_concurrent: int | None = None
@@ -176,6 +179,9 @@ class Workflow:
 
     def get_task(self, task_id: str) -> Task | None:
         """Return the task with this id (or name), or None."""
+        index = getattr(self.tasks, "by_id", None)  # a plan's id → task number
+        if isinstance(index, dict) and task_id in index:
+            return self.tasks[index[task_id]]
         for task in self.tasks:
             if task.id == task_id:
                 return task

@@ -14,17 +14,25 @@ Policy:
 
 The engine asks :meth:`Scheduler.pop_ready` for work, reports outcomes with
 :meth:`complete` / :meth:`fail`, and stops when :attr:`finished` is true.
-Task state lives in flat lists indexed by task number.
+Task state lives in flat lists indexed by task number; each task's dependents
+are a run of one flat array (CSR), as the plan keeps them.
 """
 
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import deque
+from itertools import accumulate
+from operator import sub
 from typing import TYPE_CHECKING, Final
+
+from ._graph import invert
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from ._plan import Plan
 
 __all__ = [
     "CANCELLED",
@@ -68,7 +76,8 @@ class Scheduler:
     """
 
     __slots__ = (
-        "_dependents",
+        "_dindex",
+        "_dstart",
         "_fifo",
         "_heap",
         "_unfinished",
@@ -84,27 +93,51 @@ class Scheduler:
         priorities: Sequence[int] | None = None,
         completed: Iterable[int] = (),
     ) -> None:
-        n = len(deps)
+        start = array("q", [0])
+        start.extend(accumulate(map(len, deps)))
+        index = array("q", [j for needs in deps for j in needs])
+        self._setup(start, *invert(start, index), priorities, completed)
+
+    @classmethod
+    def from_plan(cls, plan: Plan, completed: Iterable[int] = ()) -> Scheduler:
+        """The scheduler of a plan: its dependents come from the plan's CSR arrays."""
+        sched = cls.__new__(cls)
+        sched._setup(plan.dep_start, *plan.dependents(), plan.priorities, completed)
+        return sched
+
+    def _setup(
+        self,
+        dep_start: Sequence[int],
+        dependents_start: array[int],
+        dependents_index: array[int],
+        priorities: Sequence[int] | None,
+        completed: Iterable[int],
+    ) -> None:
+        n = len(dep_start) - 1
         self.state = bytearray(n)
         #: How many tasks are in each state.
         self.counts = [n, 0, 0, 0, 0, 0, 0]
         self.priorities = priorities if priorities and any(priorities) else None
-        self._dependents: list[list[int]] = [[] for _ in range(n)]
-        self._waiting = [len(d) for d in deps]
-        for i, needs in enumerate(deps):
-            for d in needs:
-                self._dependents[d].append(i)
+        # Task i's dependents are _dindex[_dstart[i]:_dstart[i + 1]] (CSR).
+        self._dstart = dependents_start
+        self._dindex = dependents_index
+        self._waiting = list(map(sub, dep_start[1:], dep_start[:-1]))
         self._heap: list[tuple[int, int]] = []
         self._fifo: deque[int] = deque()
         self._unfinished = n
+        waiting = self._waiting
         for i in completed:
             self._set(i, COMPLETED)
             self._unfinished -= 1
-            for j in self._dependents[i]:
-                self._waiting[j] -= 1
+            for j in self._dependents(i):
+                waiting[j] -= 1
+        state = self.state
         for i in range(n):
-            if self._waiting[i] == 0 and self.state[i] == PENDING:
+            if waiting[i] == 0 and state[i] == PENDING:
                 self._push(i)
+
+    def _dependents(self, i: int) -> array[int]:
+        return self._dindex[self._dstart[i] : self._dstart[i + 1]]
 
     def __repr__(self) -> str:
         return (
@@ -162,7 +195,8 @@ class Scheduler:
         self._unfinished -= 1
         released = 0
         waiting = self._waiting
-        for j in self._dependents[i]:
+        dstart = self._dstart
+        for j in self._dindex[dstart[i] : dstart[i + 1]]:
             waiting[j] -= 1
             if waiting[j] == 0 and self.state[j] == PENDING:
                 self._push(j)
@@ -174,7 +208,7 @@ class Scheduler:
         self._set(i, FAILED)
         self._unfinished -= 1
         skipped: list[int] = []
-        stack = list(self._dependents[i])
+        stack = list(self._dependents(i))
         state = self.state
         while stack:
             j = stack.pop()
@@ -182,7 +216,7 @@ class Scheduler:
                 self._set(j, SKIPPED)
                 self._unfinished -= 1
                 skipped.append(j)
-                stack.extend(self._dependents[j])
+                stack.extend(self._dependents(j))
         return skipped
 
     def cancel(self) -> list[int]:
