@@ -74,11 +74,13 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     else:
         import yaml  # deferred: only files need it
 
-        # libyaml's C parser when PyYAML was built with it (about 3x faster on
-        # big documents); the pure-Python one otherwise. Same safe types.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        from ._yaml import load_yaml
+
+        # Values built from libyaml's parse events when PyYAML has libyaml
+        # (several times faster than yaml.load on big documents, no node tree);
+        # anything unusual, and every error, goes through yaml.load's safe loader.
         try:
-            doc = yaml.load(text, Loader=loader)
+            doc = load_yaml(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
