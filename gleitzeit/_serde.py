@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .core._events import Event, EventKind
 from .core._models import Task, Workflow
+from .core._plan import Plan
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "COMPLETION_VERSION",
@@ -44,12 +48,54 @@ converter.register_unstructure_hook(
         Task, converter, _cattrs_omit_if_default=True, params=_AS_IS, metadata=_AS_IS
     ),
 )
+_unstructure_task = converter.get_unstructure_hook(Task)
+
+
+def _unstructure_tasks(tasks: Sequence[Task], _type: Any = None) -> list[dict[str, Any]]:
+    """A workflow's tasks as dicts; a plan's straight from its columns (no Task made)."""
+    if not isinstance(tasks, Plan):
+        return [_unstructure_task(t) for t in tasks]
+    ids, names, methods, protocols, params = (
+        tasks.ids,
+        tasks.names,
+        tasks.methods,
+        tasks.protocols,
+        tasks.params,
+    )
+    start, index = tasks.dep_start, tasks.dep_index
+    # Tasks with optional fields set go the general way (they are few).
+    rare = {*tasks.timeouts, *tasks.retries, *tasks.isolations, *tasks.descriptions}
+    rare.update(tasks.tags, tasks.metadata)
+    if tasks.priorities is not None:
+        rare.update(i for i, p in enumerate(tasks.priorities) if p)
+    out: list[dict[str, Any]] = []
+    for i in range(len(ids)):
+        if i in rare:
+            out.append(_unstructure_task(tasks[i]))
+            continue
+        record: dict[str, Any] = {
+            "id": ids[i],
+            "name": names[i],
+            "method": methods[i],
+            "protocol": protocols[i],
+        }
+        if params[i]:
+            record["params"] = params[i]
+        lo, hi = start[i], start[i + 1]
+        if lo != hi:
+            deps = [ids[j] for j in index[lo:hi]]
+            record["dependencies"] = deps if len(deps) == 1 else list(dict.fromkeys(deps))
+        out.append(record)
+    return out
+
+
 converter.register_unstructure_hook(
     Workflow,
     make_dict_unstructure_fn(
         Workflow,
         converter,
         _cattrs_omit_if_default=True,
+        tasks=override(unstruct_hook=_unstructure_tasks),
         metadata=_AS_IS,
         template=_AS_IS,
         mcp_servers=_AS_IS,

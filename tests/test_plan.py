@@ -193,3 +193,17 @@ def test_the_scheduler_runs_from_the_plan_csr() -> None:
     assert sched.pop_ready() == 2
     assert sched.fail(2) == [3]
     assert sched.finished
+
+
+@given(_documents())
+@settings(max_examples=100, deadline=None)
+def test_a_plan_is_stored_as_its_tasks_are(doc: dict[str, Any]) -> None:
+    """A plan's tasks unstructure from its columns exactly as Task objects do."""
+    from gleitzeit._serde import converter, structure_workflow, unstructure_workflow
+
+    wf = load_workflow(doc)
+    plan = wf.tasks
+    assert isinstance(plan, Plan)
+    data = unstructure_workflow(wf)
+    assert data["tasks"] == [converter.unstructure(t) for t in tuple(_exactly(doc))]
+    assert structure_workflow(data) == wf
