@@ -127,11 +127,8 @@ class Run:
 
     def snapshot(self) -> Workflow:
         """The workflow with every task's current status and the counts."""
-        state = self.sched.state
-        tasks = tuple(
-            attrs.evolve(t, status=TaskStatus(STATE_NAMES[state[i]]))
-            for i, t in enumerate(self.workflow.tasks)
-        )
+        names = [TaskStatus(name) for name in STATE_NAMES]
+        tasks = self.plan.with_statuses(map(names.__getitem__, self.sched.state))
         return attrs.evolve(
             self.workflow,
             tasks=tasks,
@@ -789,9 +786,11 @@ def _interrupt(exc: BaseException) -> KeyboardInterrupt | None:
 def stored_snapshot(stored: StoredRun) -> Workflow:
     """A status snapshot of a stored (not live) workflow."""
     statuses = stored.task_status
-    tasks = tuple(
-        attrs.evolve(t, status=TaskStatus(statuses.get(t.id, "pending")))
-        for t in stored.workflow.tasks
+    plan = stored.workflow.tasks
+    tasks = (
+        plan.with_statuses(TaskStatus(statuses.get(tid, "pending")) for tid in plan.ids)
+        if isinstance(plan, Plan)
+        else tuple(attrs.evolve(t, status=TaskStatus(statuses.get(t.id, "pending"))) for t in plan)
     )
     counts = {"completed": 0, "failed": 0}
     for status in statuses.values():

@@ -207,3 +207,19 @@ def test_a_plan_is_stored_as_its_tasks_are(doc: dict[str, Any]) -> None:
     data = unstructure_workflow(wf)
     assert data["tasks"] == [converter.unstructure(t) for t in tuple(_exactly(doc))]
     assert structure_workflow(data) == wf
+
+
+@pytest.mark.anyio
+async def test_a_run_reads_the_plan_and_makes_no_task_objects() -> None:
+    from gleitzeit import GleitzeitClient
+
+    wf = load_workflow(_generated(50))
+    plan = wf.tasks
+    assert isinstance(plan, Plan)
+    async with GleitzeitClient(persistence="memory", isolation="inline") as client:
+        results = await client.run_workflow(wf)
+        status = await client.get_workflow_status(wf.id)
+    assert list(results) == list(plan.ids)
+    assert status is not None
+    assert [t.status for t in status.tasks] == ["completed"] * 50
+    assert plan._tasks is None  # the snapshot's tasks are its own; none made on the plan

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from ..core._methods import MethodSpec, MethodTable
+from ..core._plan import Plan
 from ..core.errors import ConfigurationError, ErrorCode, ProviderError, WorkflowValidationError
 
 if TYPE_CHECKING:
@@ -265,8 +266,11 @@ class ProviderRegistry:
             WorkflowValidationError: WORKFLOW_VALIDATION_FAILED with every problem found.
         """
         used: dict[str, Provider] = {}
-        for task in workflow.tasks:
-            provider = self.get(task.method)
+        tasks = workflow.tasks
+        # A plan has its methods in a column: no Task object is made here.
+        methods = tasks.methods if isinstance(tasks, Plan) else [t.method for t in tasks]
+        for method in dict.fromkeys(methods):
+            provider = self.get(method)
             if provider is not None:
                 used[provider.provider_id] = provider
         template = workflow.template

@@ -14,11 +14,11 @@ A plan is a read-only sequence of :class:`~gleitzeit.core._models.Task`: the
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, overload
 
 from ._graph import invert
-from ._models import RetryPolicy, Task
+from ._models import RetryPolicy, Task, TaskStatus
 
 __all__ = ["Plan"]
 
@@ -188,7 +188,11 @@ class Plan(Sequence[Task]):
         for i in range(len(self.ids)):
             yield self[i]
 
-    def _task(self, i: int) -> Task:
+    def with_statuses(self, statuses: Iterable[TaskStatus]) -> tuple[Task, ...]:
+        """New Task objects with these statuses, one per task (a status snapshot)."""
+        return tuple(map(self._task, range(len(self.ids)), statuses))
+
+    def _task(self, i: int, status: TaskStatus = TaskStatus.PENDING) -> Task:
         ids = self.ids
         deps = self.dep_index[self.dep_start[i] : self.dep_start[i + 1]]
         dependencies = tuple(ids[j] for j in deps)
@@ -208,6 +212,7 @@ class Plan(Sequence[Task]):
             description=self.descriptions.get(i),
             tags=self.tags.get(i, ()),
             metadata=self.metadata.get(i) or {},
+            status=status,
         )
 
     def __eq__(self, other: object) -> bool:
