@@ -466,7 +466,7 @@ class Engine:
         self, run: Run, i: int, send: MemoryObjectSendStream[_Outcome], call: Call | None
     ) -> None:
         """Run task ``i`` with its retries; send exactly one outcome."""
-        task = run.workflow.tasks[i]
+        tid, method, retry = run.plan.ids[i], run.plan.methods[i], run.plan.retries.get(i)
         attempt = 0
         while True:
             attempt += 1
@@ -476,43 +476,43 @@ class Engine:
                     Event(
                         kind=EventKind.TASK_STARTED,
                         workflow_id=run.id,
-                        task_id=task.id,
+                        task_id=tid,
                         at=start,
                         attempt=attempt,
                     )
                 )
                 if self.listeners:
                     send.send_nowait(_WAKE)  # listeners hear of the start now, not at its end
-            log.debug("task %r attempt %d started (%s)", task.id, attempt, task.method)
+            log.debug("task %r attempt %d started (%s)", tid, attempt, method)
             try:
                 if call is None:
                     call = self.call_for(run, i)
-                result = await self._attempt(self.provider_for(task.method), call)
+                result = await self._attempt(self.provider_for(method), call)
             except GleitzeitError as exc:
                 error = exc
             except Exception as exc:
-                error = self._unexpected(call, exc, task.id)
+                error = self._unexpected(call, exc, tid)
             else:
                 send.send_nowait((i, result, None, attempt, start))
                 return
-            if task.retry is not None and attempt < task.retry.max_attempts:
+            if retry is not None and attempt < retry.max_attempts:
                 if self.listeners:
                     self._notice(
                         run,
                         Event(
                             kind=EventKind.TASK_FAILED,
                             workflow_id=run.id,
-                            task_id=task.id,
+                            task_id=tid,
                             at=time.time(),
                             attempt=attempt,
                             error=error_to_dict(error),
                             status="retrying",
                         ),
                     )
-                delay = task.retry.delay(attempt, random.random())
+                delay = retry.delay(attempt, random.random())
                 log.debug(
                     "task %r attempt %d failed (%s); retrying in %.2fs",
-                    task.id,
+                    tid,
                     attempt,
                     error.code.name,
                     delay,
