@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -16,6 +16,9 @@ from gleitzeit._providers import builtin_methods
 from gleitzeit.core._plan import Plan
 from gleitzeit.core._scheduler import Scheduler
 from gleitzeit.core.errors import CircularDependencyError, WorkflowValidationError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _exactly(doc: dict[str, Any]) -> Plan:
@@ -223,3 +226,18 @@ async def test_a_run_reads_the_plan_and_makes_no_task_objects() -> None:
     assert status is not None
     assert [t.status for t in status.tasks] == ["completed"] * 50
     assert plan._tasks is None  # the snapshot's tasks are its own; none made on the plan
+
+
+def test_a_missing_file_in_a_later_task_of_a_shape_is_reported(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("result = 1\n", encoding="utf-8")
+    tasks = [
+        {"id": f"t{i}", "method": "python/execute", "params": {"file": str(script)}}
+        for i in range(5)
+    ]
+    tasks[3]["params"] = {"file": str(tmp_path / "gone.py")}
+    with pytest.raises(WorkflowValidationError) as info:
+        load_workflow({"name": "files", "tasks": tasks})
+    problems = info.value.data["problems"]
+    assert [(p["task"], p["field"]) for p in problems] == [("t3", "params.file")]
+    assert "not found" in problems[0]["message"]

@@ -441,7 +441,8 @@ class Shape:
     def __init__(self, raw: dict[str, Any], spec: MethodSpec, params: dict[str, Any]) -> None:
         self.method: str = raw["method"]
         self.protocol = spec.protocol
-        self.check = spec.check
+        reads = spec.check_keys
+        self.check = spec.check if reads is None or not reads.isdisjoint(params) else None
         self.has_id = "id" in raw
         self.has_name = "name" in raw
         deps = raw.get("dependencies")

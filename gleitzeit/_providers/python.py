@@ -57,6 +57,7 @@ PYTHON_SPECS: Final = (
         at_most_one=(("args", "context"),),
         check=lambda params, source_dir: _check_file(params, source_dir),
         description="Run trusted Python code or a script; its global 'result' is the result.",
+        check_keys=frozenset({"file"}),
     ),
 )
 

@@ -34,6 +34,8 @@ class MethodSpec:
         any_of: groups of which at least one param must be given.
         at_most_one: groups of aliases of which only one may be given.
         check: an extra check of a task's literal params, run by the loader.
+        check_keys: the params ``check`` reads, when it reads only some: a
+            task that gives none of them is not passed to it (None: every task is).
         description: one line for listings.
     """
 
@@ -44,6 +46,7 @@ class MethodSpec:
     at_most_one: tuple[tuple[str, ...], ...] = ()
     check: CheckHook | None = attrs.field(default=None, eq=False, repr=False)
     description: str = attrs.field(default="", eq=False, repr=False)
+    check_keys: frozenset[str] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def protocol(self) -> str:
