@@ -26,6 +26,8 @@ import anyio.lowlevel
 import anyio.to_thread
 import trio
 
+from .._gc import gc_paused
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -185,7 +187,11 @@ class Writer(Generic[B]):
                     stopping = True  # finish what was queued before the stop
                 else:
                     jobs.append(job)
-            self._run(jobs)
+            # Encoding a workflow's definition, or reading a journal back,
+            # allocates an object per task: the collector would re-traverse the
+            # whole heap meanwhile (as it would while loading one).
+            with gc_paused():
+                self._run(jobs)
             if jobs:
                 self._signal(jobs)
         if self._close is not None:

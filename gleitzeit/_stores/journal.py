@@ -45,18 +45,17 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import attrs
 
 from .._serde import event_from_record, event_to_record
 from ..core._events import EventKind
 from ..core.errors import ErrorCode, PersistenceError
 from . import LOCAL
 from ._encode import json_encoder, json_string
-from ._state import Completions, StoredRun, apply_event, apply_record, as_events, snapshot_events
+from ._state import Completions, StoredRun, apply_event, as_events, snapshot_events
 from ._writer import Writer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from ..core._events import Event
     from ..core._models import Workflow
@@ -135,30 +134,45 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[list[Event], int, bool]:
             p,
         ) from exc
     events: list[Event] = []
+    good, torn = _parse(data, p, lambda _, event: events.append(event))
+    return events, good, torn
+
+
+def _parse(data: bytes, path: Path, on_event: Callable[[int, Event], object]) -> tuple[int, bool]:
+    """Parse journal lines, calling ``on_event(offset, event)`` for each.
+
+    Returns:
+        The byte length of the good part, and whether a torn last line was found.
+
+    Raises:
+        PersistenceError: PERSISTENCE_INTEGRITY_ERROR for a bad line that is
+            not the last one.
+    """
     pos = number = 0
     size = len(data)
     while pos < size:
         newline = data.find(b"\n", pos)
         if newline == -1:
             # Every record ends with a newline; without it the write was cut short.
-            return events, pos, True
+            return pos, True
         number += 1
         line = data[pos:newline]
         if line.strip():
             try:
-                events.append(event_from_record(json.loads(line)))
+                event = event_from_record(json.loads(line))
             except Exception as exc:
                 if newline + 1 == size:  # the last line: torn by a crash mid-write
-                    return events, pos, True
+                    return pos, True
                 raise _error(
-                    f"The journal {p} is damaged at line {number} ({type(exc).__name__}: "
+                    f"The journal {path} is damaged at line {number} ({type(exc).__name__}: "
                     f"{exc}); restore it from a backup or remove that line.",
                     ErrorCode.PERSISTENCE_INTEGRITY_ERROR,
-                    p,
+                    path,
                     line=number,
                 ) from exc
+            on_event(pos, event)
         pos = newline + 1
-    return events, pos, False
+    return pos, False
 
 
 class JournalStore:
@@ -185,11 +199,14 @@ class JournalStore:
         self.durability = durability
         self._fd: int | None = None
         self._end = 0  # the file's length: where the next record starts
-        self._runs: dict[str, StoredRun] = {}
+        #: Per workflow: where its latest submission was written (at or before
+        #: that byte offset) and when it was submitted. Task records stay in
+        #: the file: :meth:`load` reads them back.
+        self._index: dict[str, tuple[int, float]] = {}
         self._writer: Writer[Sequence[Record]] | None = None
 
     def __repr__(self) -> str:
-        return f"<JournalStore {str(self.path)!r} workflows={len(self._runs)}>"
+        return f"<JournalStore {str(self.path)!r} workflows={len(self._index)}>"
 
     async def open(self) -> None:
         """Lock the file, replay it, and cut off a torn last line."""
@@ -225,8 +242,23 @@ class JournalStore:
                 path,
             ) from exc
         _write_owner(path)
+        index = self._index
+
+        def note(offset: int, event: Event) -> None:
+            if event.kind is EventKind.WORKFLOW_SUBMITTED:
+                index[event.workflow_id] = (offset, event.at)
+
         try:
-            events, good, torn = read_journal(path)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise _error(
+                    f"Cannot read the journal {path}: {exc.strerror or exc}.",
+                    ErrorCode.PERSISTENCE_READ_FAILED,
+                    path,
+                ) from exc
+            good, torn = _parse(data, path, note)
+            del data
             if torn:
                 log.warning(
                     "journal %s: ignoring a torn last record (the process stopped mid-write)", path
@@ -237,8 +269,6 @@ class JournalStore:
             raise
         self._fd = fd
         self._end = good
-        for event in events:
-            apply_event(self._runs, event)
 
     async def aclose(self) -> None:
         """Write what is queued, flush and unlock; the writer thread ends."""
@@ -301,9 +331,9 @@ class JournalStore:
         """In the writer thread: append the batches with one write.
 
         Nothing of a failed write stays in the file except, for a single batch
-        on a full disk, its complete records that fit. What was written is
-        applied to the replayed state here, in the same thread, so that state
-        always matches the file (compaction, also run here, snapshots it).
+        on a full disk, its complete records that fit. Submissions written
+        are noted in the index here, in the same thread, so it always matches
+        the file (loading and compaction, also run here, read the file).
         """
         fd = self._fd
         assert fd is not None
@@ -329,24 +359,57 @@ class JournalStore:
             if len(batches) == 1:
                 kept = data.count(b"\n", 0, keep)
                 events = as_events(batches[0])
-                self._apply(events[:kept])
+                self._note(events[:kept], start)
                 extra = {"events_recorded": kept, "events": len(events)}
             raise _os_error(exc, self.path, "write", **extra) from exc
         self._end = start + written
         for batch in batches:
-            self._apply(batch)
+            self._note(batch, start)
 
-    def _apply(self, records: Iterable[Record]) -> None:
-        runs = self._runs
+    def _note(self, records: Iterable[Record], offset: int) -> None:
+        """Index the submissions among ``records``, written at or after ``offset``.
+
+        (Reading from before a submission's own line is harmless: a submission
+        starts its workflow's state afresh, whatever was replayed before it.)
+        """
+        index = self._index
         for record in records:
-            apply_record(runs, record)
+            if not isinstance(record, Completions) and record.kind is EventKind.WORKFLOW_SUBMITTED:
+                index[record.workflow_id] = (offset, record.at)
+
+    def _replay(self, workflow_ids: Iterable[str]) -> dict[str, StoredRun]:
+        """In the writer thread: the state of these workflows, read back from the file."""
+        wanted = {wid: self._index[wid] for wid in workflow_ids if wid in self._index}
+        if not wanted:
+            return {}
+        fd = self._fd
+        assert fd is not None
+        start = min(offset for offset, _ in wanted.values())
+        try:
+            data = os.pread(fd, self._end - start, start)
+        except OSError as exc:
+            raise _error(
+                f"Cannot read the journal {self.path}: {exc.strerror or exc}.",
+                ErrorCode.PERSISTENCE_READ_FAILED,
+                self.path,
+            ) from exc
+        # Every record of a workflow names its id as a JSON string: lines
+        # without one of them are skipped unparsed. (An id with non-ASCII
+        # characters may have been written escaped: then every line is read.)
+        needles = [json_string(wid).encode("utf-8", "surrogatepass") for wid in wanted]
+        if not all(wid.isascii() for wid in wanted):
+            needles = [b""]
+        runs: dict[str, StoredRun] = {}
+        for line in data.splitlines():
+            if line.strip() and any(needle in line for needle in needles):
+                apply_event(runs, event_from_record(json.loads(line)))
+        return {wid: runs[wid] for wid in wanted if wid in runs}
 
     async def load(self, workflow_id: str) -> StoredRun | None:
-        """The replayed state of one workflow (a copy, taken in order with the writes)."""
+        """The state of one workflow, read back from the file in order with the writes."""
 
         def load() -> StoredRun | None:
-            run = self._runs.get(workflow_id)
-            return None if run is None else _copy(run)
+            return self._replay([workflow_id]).get(workflow_id)
 
         return await self._writer_or_fail().call(load)
 
@@ -362,8 +425,9 @@ class JournalStore:
         """Newest first (copies, taken in order with the writes)."""
 
         def newest() -> list[StoredRun]:
-            runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
-            return [_copy(run) for run in runs[:limit]]
+            ids = sorted(self._index, key=lambda wid: self._index[wid][1], reverse=True)
+            runs = self._replay(ids[: max(0, limit)])
+            return [runs[wid] for wid in ids[: max(0, limit)] if wid in runs]
 
         return await self._writer_or_fail().call(newest)
 
@@ -384,11 +448,20 @@ class JournalStore:
 
     def _compact_sync(self) -> dict[str, int]:
         assert self._fd is not None
-        # In the writer thread, between two writes: the replayed state holds
-        # exactly what was written so far.
-        runs = sorted(self._runs.values(), key=lambda r: r.created_at)
-        events = [event for run in runs for event in snapshot_events(run)]
-        data = self._encode(events)
+        # In the writer thread, between two writes: the file holds exactly
+        # what was written so far.
+        runs = sorted(self._replay(self._index).values(), key=lambda r: r.created_at)
+        index: dict[str, tuple[int, float]] = {}
+        parts: list[bytes] = []
+        size = events = 0
+        for run in runs:
+            snapshot = snapshot_events(run)
+            part = self._encode(snapshot)
+            index[run.workflow.id] = (size, run.created_at)
+            parts.append(part)
+            size += len(part)
+            events += len(snapshot)
+        data = b"".join(parts)
         before = self._end
         temp = self.path.with_name(self.path.name + ".compact")
         fd = -1
@@ -412,12 +485,13 @@ class JournalStore:
         os.close(self._fd)  # the old file, now unlinked; its lock goes with it
         self._fd = fd
         self._end = len(data)
+        self._index = index
         log.debug("journal %s compacted: %d -> %d bytes", self.path, before, self._end)
         return {
             "runs": len(runs),
             "bytes_before": before,
             "bytes_after": self._end,
-            "events_after": len(events),
+            "events_after": events,
         }
 
 
@@ -429,17 +503,6 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-def _copy(run: StoredRun) -> StoredRun:
-    """A copy the event loop may read while the writer thread changes the original."""
-    return attrs.evolve(
-        run,
-        task_status=dict(run.task_status),
-        results=dict(run.results),
-        errors=dict(run.errors),
-        task_times=dict(run.task_times),
-    )
 
 
 def _owner_path(path: Path) -> Path:
