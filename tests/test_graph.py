@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gleitzeit.core._graph import dependents_of, find_cycle, topological_order
+from gleitzeit.core._graph import as_lists, dependents_of, find_cycle, invert, topological_order
 
 from .strategies import dags
 
@@ -66,3 +66,16 @@ def test_long_chain_needs_no_recursion() -> None:
     assert cycle is not None
     assert len(cycle) == n
     assert _is_cycle(deps, cycle)
+
+
+@given(st.lists(st.lists(st.integers(0, 19), max_size=4), min_size=1, max_size=20))
+def test_csr_inverse_lists_each_tasks_dependents_in_order(deps: list[list[int]]) -> None:
+    """The flat-array inverse holds, per task, exactly the tasks naming it (any graph)."""
+    deps = [[d % len(deps) for d in needs] for needs in deps]
+    start = [0]
+    for needs in deps:
+        start.append(start[-1] + len(needs))
+    index = [d for needs in deps for d in needs]
+    assert as_lists(start, index) == deps
+    out_start, out_index = invert(start, index)
+    assert as_lists(out_start, out_index) == dependents_of(deps)

@@ -7,8 +7,11 @@ A dependency cycle is a :class:`~gleitzeit.core.errors.CircularDependencyError`
 with ``e.data["cycle"]``. All work is linear in the size of the document.
 
 The package reads like the steps of loading: :mod:`._read` turns a file into a
-dict, :mod:`._parse` checks each task's fields, :mod:`._graph` resolves ids and
-dependencies and checks for cycles; this module puts them together.
+dict (YAML through :mod:`._yaml`), :mod:`._parse` checks each task's fields
+(tasks of one shape once, then only what varies), :mod:`._graph` resolves ids
+and dependencies, checks for cycles and builds the
+:class:`~gleitzeit.core._plan.Plan` the workflow carries as its ``tasks``;
+this module puts them together. Nothing is kept between calls.
 """
 
 from __future__ import annotations
