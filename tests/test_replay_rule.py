@@ -8,6 +8,7 @@ restarting and finishing) go into a store; what it loads back must equal what
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -320,3 +321,11 @@ def test_completions_records_follow_the_replay_rule(
         assert got is not None
         assert expected is not None
         assert got.task_times == expected.task_times
+    # sqlite's compatibility view lists the completed tasks as completed.
+    db = sqlite3.connect(tmp_path / f"s{n}.db")
+    try:
+        viewed = db.execute("SELECT task_id FROM tasks WHERE status = 'completed'").fetchall()
+    finally:
+        db.close()
+    assert expected is not None
+    assert {tid for (tid,) in viewed} == set(expected.results)

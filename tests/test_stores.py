@@ -545,3 +545,23 @@ async def test_attempt_times_are_stored(tmp_path: Path, persistence: str) -> Non
     assert flaky_end is not None
     assert times["after"][0].start >= flaky_end
     assert times["bad"][0].status == "failed"
+
+
+async def test_sqlite_tasks_view_lists_each_task_once(tmp_path: Path) -> None:
+    """Process-isolated tasks record their start (a task_states row) and then their
+    completion (appended): the completion replaces the row, so the ``tasks`` view
+    lists every task once, completed, with its attempt's times."""
+    path = tmp_path / "g.db"
+    async with GleitzeitClient(persistence="sqlite", db_path=path, isolation="process") as c:
+        await c.run_workflow(HELLO)
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT task_id, status, started_at <= updated_at FROM tasks").fetchall()
+        assert sorted(rows) == [
+            ("Greeting", "completed", 1),
+            ("Numbers", "completed", 1),
+            ("Summary", "completed", 1),
+        ]
+        assert db.execute("SELECT count(*) FROM task_states").fetchone()[0] == 0
+    finally:
+        db.close()

@@ -85,11 +85,11 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN started_at REAL;
     """,
     # version 3: completions are appended (no upsert per task, one index); the
-    # other task states keep their upserted row; ``tasks`` becomes a view of both
+    # other task states keep their upserted row until the task completes (then
+    # it is deleted); ``tasks`` becomes a view of both
     """
     ALTER TABLE tasks RENAME TO task_states;
     DROP INDEX tasks_by_status;
-    CREATE INDEX task_states_by_status ON task_states (workflow_id, status);
     CREATE TABLE completions (
         workflow_id TEXT NOT NULL,
         task_id TEXT NOT NULL,
@@ -109,11 +109,7 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         FROM completions
         UNION ALL
         SELECT workflow_id, task_id, status, result, error, attempt, updated_at, started_at
-        FROM task_states AS s
-        WHERE NOT EXISTS (
-            SELECT 1 FROM completions AS c
-            WHERE c.workflow_id = s.workflow_id AND c.task_id = s.task_id
-        );
+        FROM task_states;
     """,
 )
 #: The schema version this code writes.
@@ -209,6 +205,10 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._writer: Writer[Sequence[Record]] | None = None
+        #: In the writer thread: per workflow started (or submitted) through this
+        #: store, the tasks that have a row in ``task_states`` (deleted when the
+        #: task completes). A workflow not in here may have rows of any task.
+        self._states: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"<SqliteStore {str(self.path)!r} open={self._writer is not None}>"
@@ -356,11 +356,35 @@ class SqliteStore:
                 raise _map_error(exc, self.path, "write to", **extra) from exc
             done += len(piece)
 
-    @staticmethod
-    def _commit(db: sqlite3.Connection, records: Sequence[Record]) -> None:
+    def _commit(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        try:
+            self._transaction(db, records)
+        except BaseException:
+            self._states.clear()  # not known any more: delete rows at completion
+            raise
+
+    def _transaction(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
         task_rows: list[tuple[Any, ...]] = []
         done_rows: list[tuple[Any, ...]] = []
+        gone: list[tuple[str, str]] = []  # task_states rows of completed tasks
+        states = self._states
         dumps = json_encoder()
+
+        def completed(
+            wid: str, at: float, task_id: str, attempt: int, started: Any, result: Any
+        ) -> None:
+            row = (wid, task_id, attempt, at, started, dumps(result))
+            if started is not None and attempt:
+                done_rows.append(row)
+            else:  # its attempt's start may be known only from its row in task_states
+                _flush_done(db, done_rows, gone)  # appended in order
+                db.execute(_RESOLVED_COMPLETION, row)
+            tracked = states.get(wid)
+            if tracked is None or task_id in tracked:
+                gone.append((wid, task_id))
+                if tracked is not None:
+                    tracked.discard(task_id)
+
         db.execute("BEGIN IMMEDIATE")
         try:
             for e in records:
@@ -368,34 +392,21 @@ class SqliteStore:
                     _flush_tasks(db, task_rows)
                     wid, at = e.workflow_id, e.at
                     for task_id, attempt, started, result in e.rows:
-                        row = (wid, task_id, attempt, at, started, dumps(result))
-                        if started is not None and attempt:
-                            done_rows.append(row)
-                        else:
-                            _flush_done(db, done_rows)  # appended in order
-                            db.execute(_RESOLVED_COMPLETION, row)
+                        completed(wid, at, task_id, attempt, started, result)
                     continue
                 kind = e.kind
                 if kind is EventKind.TASK_COMPLETED:
-                    # Its attempt's start may be known only from an earlier event.
+                    assert e.task_id is not None
                     _flush_tasks(db, task_rows)
-                    _flush_done(db, done_rows)
-                    db.execute(
-                        _RESOLVED_COMPLETION,
-                        (
-                            e.workflow_id,
-                            e.task_id,
-                            e.attempt,
-                            e.at,
-                            e.started_at,
-                            dumps(e.result or {}),
-                        ),
+                    completed(
+                        e.workflow_id, e.at, e.task_id, e.attempt, e.started_at, e.result or {}
                     )
                 elif kind is EventKind.WORKFLOW_SUBMITTED:
                     assert e.workflow is not None
                     wf = e.workflow
                     _flush_tasks(db, task_rows)
-                    _flush_done(db, done_rows)
+                    _flush_done(db, done_rows, gone)
+                    states[wf.id] = set()
                     db.execute("DELETE FROM task_states WHERE workflow_id = ?", (wf.id,))
                     db.execute("DELETE FROM completions WHERE workflow_id = ?", (wf.id,))
                     db.execute(
@@ -405,7 +416,8 @@ class SqliteStore:
                     )
                 elif kind is EventKind.WORKFLOW_STARTED:
                     _flush_tasks(db, task_rows)
-                    _flush_done(db, done_rows)
+                    _flush_done(db, done_rows, gone)
+                    states[e.workflow_id] = set()
                     db.execute(
                         "UPDATE workflows SET status='running', started_at=?, "
                         "finished_at=NULL, error=NULL WHERE id=?",
@@ -415,12 +427,16 @@ class SqliteStore:
                     db.execute("DELETE FROM task_states WHERE workflow_id=?", (e.workflow_id,))
                 elif kind is EventKind.WORKFLOW_FINISHED:
                     _flush_tasks(db, task_rows)
-                    _flush_done(db, done_rows)
+                    _flush_done(db, done_rows, gone)
+                    states.pop(e.workflow_id, None)
                     db.execute(
                         "UPDATE workflows SET status=?, finished_at=?, error=? WHERE id=?",
                         (e.status, e.at, _dumps(e.error), e.workflow_id),
                     )
                 else:
+                    tracked = states.get(e.workflow_id)
+                    if tracked is not None:
+                        tracked.add(e.task_id)  # type: ignore[arg-type]
                     task_rows.append(
                         (
                             e.workflow_id,
@@ -434,7 +450,7 @@ class SqliteStore:
                         )
                     )
             _flush_tasks(db, task_rows)
-            _flush_done(db, done_rows)
+            _flush_done(db, done_rows, gone)
             db.execute("COMMIT")
         except BaseException:
             # sqlite may have rolled back already (a full disk does): keep the real error.
@@ -542,7 +558,9 @@ _RESOLVED_COMPLETION: Final = (
 )
 
 
-def _flush_done(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def _flush_done(
+    db: sqlite3.Connection, rows: list[tuple[Any, ...]], gone: list[tuple[str, str]]
+) -> None:
     if rows:
         db.executemany(
             "INSERT INTO completions (workflow_id, task_id, attempt, at, started_at, result) "
@@ -550,6 +568,9 @@ def _flush_done(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
             rows,
         )
         rows.clear()
+    if gone:  # a completed task's earlier state row is done with
+        db.executemany("DELETE FROM task_states WHERE workflow_id = ? AND task_id = ?", gone)
+        gone.clear()
 
 
 def _flush_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
