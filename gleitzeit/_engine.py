@@ -59,6 +59,7 @@ from .core.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
+    from types import CodeType
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -74,6 +75,7 @@ log = logging.getLogger("gleitzeit.engine")
 #: Inline calls run per scheduler step before the loop yields to others.
 INLINE_BATCH: Final = 1024
 PYTHON_DEFAULT_TIMEOUT: Final = 30.0
+PYTHON: Final = "python/execute"
 
 #: Receives each batch of events (after the store has recorded it).
 Listener: TypeAlias = "Callable[[Sequence[Event]], None]"
@@ -156,6 +158,42 @@ class Run:
         error.data["workflow_id"] = self.id
         error.data["results"] = results
         raise error
+
+
+def _python_timeout(params: Mapping[str, Any]) -> float:
+    """A python/execute call's timeout from its params (the task's own ``timeout`` wins)."""
+    raw = params.get("timeout", PYTHON_DEFAULT_TIMEOUT)
+    return float(raw) if isinstance(raw, (int, float)) else PYTHON_DEFAULT_TIMEOUT
+
+
+def _task_timeout(task_id: str, timeout: float) -> TaskTimeoutError:
+    return TaskTimeoutError(
+        f"Task {task_id!r} ran past its timeout of {timeout:g} s and was stopped.",
+        data={"task_id": task_id, "timeout_seconds": timeout},
+    )
+
+
+class _Group:
+    """Inline python tasks gathered in one step, in columns (for ``run_programs``)."""
+
+    __slots__ = ("argses", "ids", "indexes", "programs", "timeouts")
+
+    def __init__(self) -> None:
+        self.indexes: list[int] = []
+        self.ids: list[str] = []
+        self.programs: list[CodeType] = []
+        self.argses: list[dict[str, Any]] = []
+        self.timeouts: list[float] = []
+
+    def take(self) -> _Group:
+        """A group with this one's tasks; this one is left empty."""
+        taken = _Group()
+        taken.indexes, self.indexes = self.indexes, taken.indexes
+        taken.ids, self.ids = self.ids, taken.ids
+        taken.programs, self.programs = self.programs, taken.programs
+        taken.argses, self.argses = self.argses, taken.argses
+        taken.timeouts, self.timeouts = self.timeouts, taken.timeouts
+        return taken
 
 
 class Engine:
@@ -246,23 +284,36 @@ class Engine:
         Raises:
             TaskParameterError: a reference cannot be resolved.
         """
+        return self._call(run, i, self._params(run, i))
+
+    def _params(self, run: Run, i: int) -> dict[str, Any]:
+        """Task ``i``'s params with its references substituted (as they are without any).
+
+        Raises:
+            TaskParameterError: a reference cannot be resolved.
+        """
         plan = run.plan
-        method = plan.methods[i]
         params = plan.params[i]
         if run.needs_subst[i]:
+            method = plan.methods[i]
             lookup = make_lookup(run.results, run.aliases)
             new = {}
             for key, value in params.items():
-                if key == "code" and method == "python/execute" and isinstance(value, str):
+                if key == "code" and method == PYTHON and isinstance(value, str):
                     new[key] = substitute_code(value, lookup)
                 else:
                     new[key] = substitute(value, lookup)
             params = new
             log.debug("task %r: substituted references -> %.200r", plan.ids[i], params)
+        return params
+
+    def _call(self, run: Run, i: int, params: dict[str, Any]) -> Call:
+        """The provider call for task ``i`` with these (substituted) params."""
+        plan = run.plan
+        method = plan.methods[i]
         timeout = plan.timeouts.get(i)
-        if timeout is None and method == "python/execute":
-            raw = params.get("timeout", PYTHON_DEFAULT_TIMEOUT)
-            timeout = float(raw) if isinstance(raw, (int, float)) else PYTHON_DEFAULT_TIMEOUT
+        if timeout is None and method == PYTHON:
+            timeout = _python_timeout(params)
         return Call(
             method=method,
             params=params,
@@ -367,6 +418,8 @@ class Engine:
         sched = run.sched
         plan = run.plan
         ids, methods, retries = plan.ids, plan.methods, plan.retries
+        params_of, timeouts, isolations = plan.params, plan.timeouts, plan.isolations
+        needs_subst = run.needs_subst
         results = run.results
         ordered = self.store.ordered
         fast = not ordered and not self.task_events
@@ -374,49 +427,111 @@ class Engine:
         limit = run.max_concurrent
         inflight = 0
         outcomes: list[_Outcome] = []
+        # The inline fast path: python/execute code that the python provider
+        # compiles once per source and runs in groups (no Call, no request dict).
+        python = provider_of(PYTHON)
+        program_of = getattr(python, "inline_program", None)
+        if getattr(python, "run_programs", None) is None:
+            program_of = None
+        isolation = self.isolation
+        group = _Group()
         while not sched.finished:
             inline_runs = 0
             # One synchronous batch: collecting cycles can wait until it is done.
             with gc_paused():
-                while inflight < limit and inline_runs < INLINE_BATCH:
-                    i = sched.pop_ready()
-                    if i is None:
-                        break
-                    provider = provider_of(methods[i])
-                    if provider is not None and i not in retries:
-                        start = 0.0 if fast else time.time()
-                        try:
-                            call = self.call_for(run, i)
-                        except GleitzeitError as exc:
-                            outcome: _Outcome = (i, None, exc, 1, start)
-                        else:
-                            if not provider.runs_inline(call):
-                                inflight += 1
-                                tg.start_soon(self._attempts, run, i, send, call)
+                while True:
+                    while inflight < limit and inline_runs < INLINE_BATCH:
+                        i = sched.pop_ready()
+                        if i is None:
+                            break
+                        method = methods[i]
+                        call: Call | None = None
+                        if (
+                            program_of is not None
+                            and method == PYTHON
+                            and i not in retries
+                            and (isolations.get(i) or isolation) == "inline"
+                        ):
+                            params = params_of[i]
+                            if needs_subst[i]:
+                                try:
+                                    params = self._params(run, i)
+                                except GleitzeitError as exc:
+                                    if group.indexes:  # keep the order tasks were taken in
+                                        self._run_group(run, python, group, fast, outcomes)
+                                    inline_runs += 1
+                                    outcome: _Outcome = (
+                                        i,
+                                        None,
+                                        exc,
+                                        1,
+                                        0.0 if fast else time.time(),
+                                    )
+                                    if ordered:
+                                        outcomes.append(outcome)
+                                    else:
+                                        self._apply(run, (outcome,))
+                                    continue
+                            job = program_of(params)
+                            if job is not None:
+                                timeout = timeouts.get(i) if timeouts else None
+                                if timeout is None:
+                                    raw = params.get("timeout")
+                                    timeout = (
+                                        float(raw)
+                                        if isinstance(raw, (int, float))
+                                        else PYTHON_DEFAULT_TIMEOUT
+                                    )
+                                group.indexes.append(i)
+                                group.ids.append(ids[i])
+                                group.programs.append(job[0])
+                                group.argses.append(job[1])
+                                group.timeouts.append(timeout)
+                                inline_runs += 1
                                 continue
-                            if self.listeners:
-                                self._notice(
-                                    run,
-                                    Event(
-                                        kind=EventKind.TASK_STARTED,
-                                        workflow_id=run.id,
-                                        task_id=ids[i],
-                                        at=start,
-                                        attempt=1,
-                                    ),
-                                )
-                            outcome = self._run_inline(provider, call, i, start)
-                        inline_runs += 1
-                        if ordered:
-                            outcomes.append(outcome)
-                        elif fast and outcome[2] is None:
-                            results[ids[i]] = outcome[1]  # type: ignore[assignment]
-                            sched.complete(i)
-                        else:
-                            self._apply(run, (outcome,))
-                        continue
-                    inflight += 1
-                    tg.start_soon(self._attempts, run, i, send, None)
+                            call = self._call(run, i, params)  # run_inline reports the problem
+                        if group.indexes:  # keep the order tasks were taken in
+                            self._run_group(run, python, group, fast, outcomes)
+                        provider = provider_of(method)
+                        if provider is not None and i not in retries:
+                            start = 0.0 if fast else time.time()
+                            try:
+                                if call is None:
+                                    call = self.call_for(run, i)
+                            except GleitzeitError as exc:
+                                outcome = (i, None, exc, 1, start)
+                            else:
+                                if not provider.runs_inline(call):
+                                    inflight += 1
+                                    tg.start_soon(self._attempts, run, i, send, call)
+                                    continue
+                                if self.listeners:
+                                    self._notice(
+                                        run,
+                                        Event(
+                                            kind=EventKind.TASK_STARTED,
+                                            workflow_id=run.id,
+                                            task_id=ids[i],
+                                            at=start,
+                                            attempt=1,
+                                        ),
+                                    )
+                                outcome = self._run_inline(provider, call, i, start)
+                            inline_runs += 1
+                            if ordered:
+                                outcomes.append(outcome)
+                            elif fast and outcome[2] is None:
+                                results[ids[i]] = outcome[1]  # type: ignore[assignment]
+                                sched.complete(i)
+                            else:
+                                self._apply(run, (outcome,))
+                            continue
+                        inflight += 1
+                        tg.start_soon(self._attempts, run, i, send, None)
+                    if not group.indexes:
+                        break
+                    # Their completions may release more tasks for this batch.
+                    self._run_group(run, python, group, fast, outcomes)
             if not outcomes and not inline_runs and not run.pending_events:
                 if inflight == 0:  # nothing ran and nothing is running: a bug
                     raise AssertionError(f"scheduler stalled: {sched!r}")  # pragma: no cover
@@ -445,6 +560,67 @@ class Engine:
                 self._apply(run, outcomes)
                 await self._flush(run)
             outcomes.clear()
+            if inline_runs >= INLINE_BATCH:
+                # A full batch may have awaited nothing: let the run's deadline,
+                # cancel_workflow and other tasks in.
+                await anyio.lowlevel.checkpoint()
+
+    def _run_group(
+        self, run: Run, python: Any, group: _Group, fast: bool, outcomes: list[_Outcome]
+    ) -> None:
+        """Run a group of inline python tasks and apply (or, ordered, collect) their outcomes."""
+        starts: list[float] | None = None if fast else []
+        done: list[dict[str, Any] | Exception] = python.run_programs(
+            group.programs, group.argses, group.ids, starts
+        )
+        group = group.take()
+        if fast:
+            results = run.results
+            complete = run.sched.complete
+            for i, tid, result, timeout in zip(
+                group.indexes, group.ids, done, group.timeouts, strict=True
+            ):
+                if type(result) is dict and result["execution_time"] <= timeout:
+                    results[tid] = result
+                    complete(i)
+                else:
+                    error = self._inline_error(result, tid, timeout)
+                    self._apply(run, ((i, None, error, 1, 0.0),))
+            return
+        assert starts is not None
+        ordered = self.store.ordered
+        for i, tid, result, timeout, start in zip(
+            group.indexes, group.ids, done, group.timeouts, starts, strict=True
+        ):
+            if self.listeners:
+                self._notice(
+                    run,
+                    Event(
+                        kind=EventKind.TASK_STARTED,
+                        workflow_id=run.id,
+                        task_id=tid,
+                        at=start,
+                        attempt=1,
+                    ),
+                )
+            if type(result) is dict and result["execution_time"] <= timeout:
+                outcome: _Outcome = (i, result, None, 1, start)
+            else:
+                outcome = (i, None, self._inline_error(result, tid, timeout), 1, start)
+            if ordered:
+                outcomes.append(outcome)
+            else:
+                self._apply(run, (outcome,))
+
+    def _inline_error(
+        self, result: dict[str, Any] | Exception, task_id: str, timeout: float
+    ) -> GleitzeitError:
+        """Why a task of a group failed: its own error, its timeout, or a surprise."""
+        if isinstance(result, GleitzeitError):
+            return result
+        if isinstance(result, dict):  # it succeeded, too late
+            return _task_timeout(task_id, timeout)
+        return self._unexpected(None, result, task_id)
 
     def _run_inline(self, provider: Provider, call: Call, i: int, start: float) -> _Outcome:
         try:
@@ -539,10 +715,8 @@ class Engine:
 
     @staticmethod
     def _timeout_error(call: Call) -> TaskTimeoutError:
-        return TaskTimeoutError(
-            f"Task {call.task_id!r} ran past its timeout of {call.timeout:g} s and was stopped.",
-            data={"task_id": call.task_id, "timeout_seconds": call.timeout},
-        )
+        assert call.timeout is not None
+        return _task_timeout(call.task_id, call.timeout)
 
     @staticmethod
     def _unexpected(call: Call | None, exc: Exception, task_id: str | None = None) -> TaskError:

@@ -10,6 +10,8 @@ calling user can.
 
 from __future__ import annotations
 
+import builtins
+import io
 import logging
 import marshal
 import math
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.to_thread
 
+from ..core._json import jsonable
 from ..core._methods import MethodSpec
 from ..core.errors import ErrorCode, ProviderError, TaskError
 from . import BaseProvider
@@ -32,7 +36,8 @@ from ._frames import HEADER, MAX_FRAME, encode
 from ._runner import run_code
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
+    from types import CodeType
 
     from anyio.abc import Process
 
@@ -60,6 +65,11 @@ PYTHON_SPECS: Final = (
         check_keys=frozenset({"file"}),
     ),
 )
+
+#: Compiled inline programs kept by source (the cache is emptied when full).
+_PROGRAMS_MAX: Final = 1024
+#: Result values that are JSON-safe as they are.
+_PLAIN: Final = (str, int, bool, type(None))
 
 #: The folder holding the gleitzeit package, so workers import this very copy.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
@@ -512,6 +522,7 @@ class PythonProvider(BaseProvider):
 
     def __init__(self, workers: int | None = None) -> None:
         self.pool = WorkerPool(workers)
+        self._programs: dict[str, CodeType] = {}
 
     def __repr__(self) -> str:
         return f"<PythonProvider {self.pool!r}>"
@@ -563,6 +574,147 @@ class PythonProvider(BaseProvider):
             call, run_code(request.get("code"), request.get("file"), request["args"])
         )
 
+    def inline_program(self, params: Mapping[str, Any]) -> tuple[CodeType, dict[str, Any]] | None:
+        """The compiled code and args of an inline call with these (substituted) params.
+
+        For :meth:`run_programs`. None when the call must go through
+        :meth:`run_inline` instead: a script ``file``, ``args`` that are not a
+        dict, or code that does not compile (``run_inline`` reports those).
+        """
+        code = params.get("code")
+        if type(code) is not str or params.get("file") is not None:
+            return None
+        args = params.get("args", params.get("context")) or {}
+        if type(args) is not dict:
+            return None
+        program = self._programs.get(code)
+        if program is None:
+            try:
+                program = compile(code, "<code>", "exec")
+            except Exception:  # a SyntaxError, say: run_inline reports it
+                return None
+            if len(self._programs) >= _PROGRAMS_MAX:
+                self._programs.clear()
+            self._programs[code] = program
+        return program, args
+
+    def run_programs(
+        self,
+        programs: Sequence[CodeType],
+        argses: Sequence[dict[str, Any]],
+        task_ids: Sequence[str],
+        starts: list[float] | None = None,
+    ) -> list[dict[str, Any] | Exception]:
+        """Run inline programs one after another, each exactly as :meth:`run_inline` would.
+
+        The batch shares the output capture (emptied between programs) and one
+        clock reading per program: ``execution_time`` runs from the end of the
+        previous program's code to the end of this one's.
+
+        Args:
+            programs: Code from :meth:`inline_program`.
+            argses: Each program's args (copied, never changed).
+            task_ids: Each program's task, for error messages.
+            starts: When given, receives each program's wall-clock start time.
+
+        Returns:
+            Per program, its result dict, or the error to fail its task with
+            (a :class:`TaskError`, or the unexpected exception from reading its
+            result or output).
+        """
+        outcomes: list[dict[str, Any] | Exception] = []
+        append = outcomes.append
+        clock = time.perf_counter
+        wall = time.time
+        saved = sys.stdout, sys.stderr, sys.stdin, sys.argv
+        argv = saved[3]
+        out, err, inp = io.StringIO(), io.StringIO(), io.StringIO()
+        sys.stdout, sys.stderr, sys.stdin = out, err, inp
+        try:
+            before = clock()
+            for program, args, task_id in zip(programs, argses, task_ids, strict=True):
+                if args:
+                    args = dict(args)
+                    namespace = {"__name__": "__main__", "__builtins__": builtins}
+                    namespace.update(
+                        {k: v for k, v in args.items() if type(k) is str and k.isidentifier()}
+                    )
+                    namespace["args"] = args
+                    namespace.setdefault("context", args)
+                    namespace["result"] = None
+                else:
+                    args = {}
+                    namespace = {
+                        "__name__": "__main__",
+                        "__builtins__": builtins,
+                        "args": args,
+                        "context": args,
+                        "result": None,
+                    }
+                if starts is not None:
+                    starts.append(wall())
+                failure: dict[str, Any] | None = None
+                try:
+                    exec(program, namespace)
+                except SystemExit as exc:
+                    failure = _exit_failure(exc)
+                except (
+                    BaseException
+                ) as exc:  # user code: a KeyboardInterrupt it raises fails the task
+                    failure = {
+                        "error_type": type(exc).__name__,
+                        "message": str(exc),
+                        "traceback": _inline_traceback(exc),
+                    }
+                now = clock()
+                elapsed = now - before
+                before = now
+                if (
+                    sys.stdout is not out
+                    or sys.stderr is not err
+                    or sys.stdin is not inp
+                    or sys.argv is not argv
+                    or inp.tell()
+                    or inp.getvalue()
+                ):  # the code replaced or used a stream: the next program gets fresh ones
+                    stdout, stderr = out, err
+                    out, err, inp = io.StringIO(), io.StringIO(), io.StringIO()
+                    sys.stdout, sys.stderr, sys.stdin, sys.argv = out, err, inp, argv
+                else:
+                    stdout, stderr = out, err
+                try:
+                    if failure is not None:
+                        failure.update(
+                            success=False,
+                            stdout=_drain(stdout),
+                            stderr=_drain(stderr),
+                            execution_time=elapsed,
+                        )
+                        append(_failed(task_id, failure))
+                        continue
+                    result = namespace["result"]
+                    if type(result) not in _PLAIN:
+                        try:
+                            result = jsonable(result)
+                        except RecursionError:
+                            result = repr(result)
+                    append(
+                        {
+                            "result": result,
+                            "stdout": _drain(stdout),
+                            "stderr": _drain(stderr),
+                            "success": True,
+                            "execution_time": elapsed,
+                        }
+                    )
+                except Exception as exc:  # a closed output stream, a failing repr()
+                    append(exc)
+                    out, err, inp = io.StringIO(), io.StringIO(), io.StringIO()
+                    sys.stdout, sys.stderr, sys.stdin = out, err, inp
+        finally:
+            sys.stdout, sys.stderr, sys.stdin, sys.argv = saved
+        return outcomes
+
     async def execute(self, call: Call) -> dict[str, Any]:
         """Run the code in a worker process."""
         if call.params.get("file") is not None:  # a script file: checked off the loop
@@ -576,17 +728,52 @@ class PythonProvider(BaseProvider):
     def _result(call: Call, response: dict[str, Any]) -> dict[str, Any]:
         if response.get("success") is True:
             return response  # already the task's result dict
-        kind = response.get("error_type", "Error")
-        message = response.get("message", "")
-        raise TaskError(
-            f"Task {call.task_id!r} failed: {kind}: {message}".rstrip(": "),
-            ErrorCode.TASK_EXECUTION_FAILED,
-            {
-                "task_id": call.task_id,
-                "error_type": kind,
-                "traceback": response.get("traceback", ""),
-                "stdout": response.get("stdout", ""),
-                "stderr": response.get("stderr", ""),
-                "exit_code": response.get("exit_code"),
-            },
-        )
+        raise _failed(call.task_id, response)
+
+
+def _failed(task_id: str, response: dict[str, Any]) -> TaskError:
+    """The error of a failed run (``response`` as :func:`run_code` returns it)."""
+    kind = response.get("error_type", "Error")
+    message = response.get("message", "")
+    return TaskError(
+        f"Task {task_id!r} failed: {kind}: {message}".rstrip(": "),
+        ErrorCode.TASK_EXECUTION_FAILED,
+        {
+            "task_id": task_id,
+            "error_type": kind,
+            "traceback": response.get("traceback", ""),
+            "stdout": response.get("stdout", ""),
+            "stderr": response.get("stderr", ""),
+            "exit_code": response.get("exit_code"),
+        },
+    )
+
+
+def _exit_failure(exc: SystemExit) -> dict[str, Any] | None:
+    """None for ``sys.exit()``/``sys.exit(0)`` (a normal end), else the failure."""
+    status = exc.code
+    if status is None or status == 0:
+        return None
+    return {
+        "error_type": "SystemExit",
+        "message": f"the code exited with status {status!r}",
+        "exit_code": status if isinstance(status, int) else 1,
+        "traceback": "",
+    }
+
+
+def _inline_traceback(exc: BaseException) -> str:
+    """The traceback without this module's own frames (as the worker reports it)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _drain(stream: io.StringIO) -> str:
+    """What was written to ``stream``, which is emptied for the next program."""
+    text = stream.getvalue()
+    if text:
+        stream.seek(0)
+        stream.truncate()
+    return text
