@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -162,6 +164,12 @@ def test_a_loaded_workflow_carries_its_plan_and_makes_tasks_on_demand() -> None:
     assert list(plan.deps_of(3)) == [2]
     assert plan.timeouts == {0: 3.0, 1: 3.0, 2: 3.0, 3: 3.0}
     assert plan._tasks is None  # no Task made yet
+    with pytest.raises(AttributeError, match="immutable"):
+        plan.ids = ()
+    again = pickle.loads(pickle.dumps(wf))
+    assert again == wf
+    assert isinstance(again.tasks, Plan)
+    assert copy.deepcopy(wf) == wf
     task = plan[2]
     assert isinstance(task, Task)
     assert (task.id, task.dependencies, task.timeout) == ("t2", ("t1",), 3.0)

@@ -23,6 +23,7 @@ from ._models import RetryPolicy, Task, TaskStatus
 __all__ = ["Plan"]
 
 _NO_OPTIONS: Final[Mapping[int, Any]] = {}
+_set: Final = object.__setattr__
 _NO_ALIASES: Final[Mapping[str, str]] = {}
 
 
@@ -67,6 +68,26 @@ class Plan(Sequence[Task]):
         "timeouts",
     )
 
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    methods: tuple[str, ...]
+    protocols: tuple[str, ...]
+    params: tuple[dict[str, Any], ...]
+    dep_start: array[int]
+    dep_index: array[int]
+    needs_subst: bytes
+    by_id: Mapping[str, int]
+    aliases: Mapping[str, str]
+    priorities: tuple[int, ...] | None
+    timeouts: Mapping[int, float]
+    retries: Mapping[int, RetryPolicy]
+    isolations: Mapping[int, str]
+    descriptions: Mapping[int, str]
+    tags: Mapping[int, tuple[str, ...]]
+    metadata: Mapping[int, dict[str, Any]]
+    _tasks: list[Task | None] | None
+    _dependents: tuple[array[int], array[int]] | None
+
     def __init__(
         self,
         *,
@@ -88,25 +109,25 @@ class Plan(Sequence[Task]):
         tags: Mapping[int, tuple[str, ...]] = _NO_OPTIONS,
         metadata: Mapping[int, dict[str, Any]] = _NO_OPTIONS,
     ) -> None:
-        self.ids = ids
-        self.names = names
-        self.methods = methods
-        self.protocols = protocols
-        self.params = params
-        self.dep_start = dep_start
-        self.dep_index = dep_index
-        self.needs_subst = needs_subst
-        self.by_id = by_id
-        self.aliases = aliases
-        self.priorities = priorities
-        self.timeouts = timeouts
-        self.retries = retries
-        self.isolations = isolations
-        self.descriptions = descriptions
-        self.tags = tags
-        self.metadata = metadata
-        self._tasks: list[Task | None] | None = None
-        self._dependents: tuple[array[int], array[int]] | None = None
+        _set(self, "ids", ids)
+        _set(self, "names", names)
+        _set(self, "methods", methods)
+        _set(self, "protocols", protocols)
+        _set(self, "params", params)
+        _set(self, "dep_start", dep_start)
+        _set(self, "dep_index", dep_index)
+        _set(self, "needs_subst", needs_subst)
+        _set(self, "by_id", by_id)
+        _set(self, "aliases", aliases)
+        _set(self, "priorities", priorities)
+        _set(self, "timeouts", timeouts)
+        _set(self, "retries", retries)
+        _set(self, "isolations", isolations)
+        _set(self, "descriptions", descriptions)
+        _set(self, "tags", tags)
+        _set(self, "metadata", metadata)
+        _set(self, "_tasks", None)  # Task objects, made on demand
+        _set(self, "_dependents", None)  # the inverse CSR, made on demand
 
     @classmethod
     def from_tasks(cls, tasks: Sequence[Task]) -> Plan:
@@ -156,9 +177,11 @@ class Plan(Sequence[Task]):
 
     def dependents(self) -> tuple[array[int], array[int]]:
         """``(start, index)``: the tasks depending on each task, in CSR (computed once)."""
-        if self._dependents is None:
-            self._dependents = invert(self.dep_start, self.dep_index)
-        return self._dependents
+        found = self._dependents
+        if found is None:
+            found = invert(self.dep_start, self.dep_index)
+            _set(self, "_dependents", found)
+        return found
 
     # --- the sequence of Task ---------------------------------------------------
 
@@ -176,7 +199,8 @@ class Plan(Sequence[Task]):
             return tuple(self[j] for j in range(*i.indices(len(self.ids))))
         made = self._tasks
         if made is None:
-            made = self._tasks = [None] * len(self.ids)
+            made = [None] * len(self.ids)
+            _set(self, "_tasks", made)
         task = made[i]
         if task is None:
             if i < 0:
@@ -215,6 +239,16 @@ class Plan(Sequence[Task]):
             status=status,
         )
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a plan is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a plan is immutable; cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy: the columns, not the memos
+        fields = {k: getattr(self, k) for k in self.__slots__ if not k.startswith("_")}
+        return (_rebuild, (fields,))
+
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
@@ -227,6 +261,10 @@ class Plan(Sequence[Task]):
 
     def __repr__(self) -> str:
         return f"<Plan of {len(self.ids)} tasks>"
+
+
+def _rebuild(fields: dict[str, Any]) -> Plan:
+    return Plan(**fields)
 
 
 def aliases_of(ids: Sequence[str], names: Sequence[str]) -> dict[str, str]:
