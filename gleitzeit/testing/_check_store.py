@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._loader import load_workflow
+from .._stores._state import Completions
 from ..core._events import Event, EventKind
 from ..core._models import WorkflowStatus
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._stores import Store
+    from .._stores._state import CompletionRow
 
 __all__ = ["check_store"]
 
@@ -117,6 +119,50 @@ async def check_store(make_store: Callable[[], Store], *, durable: bool) -> None
             assert again.error is None
         finally:
             await store.aclose()
+
+    if getattr(store, "record_step", None) is not None:
+        await _check_steps(make_store, durable=durable)
+
+
+async def _check_steps(make_store: Callable[[], Store], *, durable: bool) -> None:
+    """A step's completions as :class:`Completions` rows (``record_step``)."""
+
+    def ev(kind: EventKind, wid: str, at: float, **kw: Any) -> Event:
+        return Event(kind=kind, workflow_id=wid, at=at, **kw)
+
+    store: Any = make_store()
+    await store.open()
+    try:
+        third = _workflow("third")
+        await store.record([ev(EventKind.WORKFLOW_SUBMITTED, third.id, 6.0, workflow=third)])
+        rows: list[CompletionRow] = [("t0", 1, 6.5, {"result": 0}), ("t1", 2, 6.6, _ODD_RESULT)]
+        await store.record_step(
+            [
+                ev(EventKind.WORKFLOW_STARTED, third.id, 6.1),
+                ev(EventKind.TASK_STARTED, third.id, 6.2, task_id="t1", attempt=2),
+                Completions(third.id, 7.0, rows),
+                ev(EventKind.TASK_SKIPPED, third.id, 7.0, task_id="t2"),
+            ]
+        )
+        stepped = await store.load(third.id)
+        assert stepped is not None, "a workflow recorded by steps loads"
+        assert stepped.task_status == {"t0": "completed", "t1": "completed", "t2": "skipped"}
+        assert stepped.results == {"t0": {"result": 0}, "t1": _ODD_RESULT}
+        assert stepped.task_times["t0"] == [(6.5, 7.0, "completed", 1)], stepped.task_times
+        assert stepped.task_times["t1"] == [(6.6, 7.0, "completed", 2)], stepped.task_times
+        if durable:
+            await store.aclose()
+            store = make_store()
+            await store.open()
+            again = await store.load(third.id)
+            assert again is not None
+            assert (again.task_status, again.results, again.task_times) == (
+                stepped.task_status,
+                stepped.results,
+                stepped.task_times,
+            ), "steps survive reopening"
+    finally:
+        await store.aclose()
 
 
 async def _check_contents(store: Store, first_id: str, second_id: str, first: Any) -> None:
