@@ -658,9 +658,8 @@ class PythonProvider(BaseProvider):
                     exec(program, namespace)
                 except SystemExit as exc:
                     failure = _exit_failure(exc)
-                except (
-                    BaseException
-                ) as exc:  # user code: a KeyboardInterrupt it raises fails the task
+                # User code: a KeyboardInterrupt it raises fails the task.
+                except BaseException as exc:
                     failure = {
                         "error_type": type(exc).__name__,
                         "message": str(exc),
@@ -698,11 +697,19 @@ class PythonProvider(BaseProvider):
                             result = jsonable(result)
                         except RecursionError:
                             result = repr(result)
+                    printed = stdout.getvalue()
+                    if printed:  # (a function call less per task than _drain)
+                        stdout.seek(0)
+                        stdout.truncate()
+                    warned = stderr.getvalue()
+                    if warned:
+                        stderr.seek(0)
+                        stderr.truncate()
                     append(
                         {
                             "result": result,
-                            "stdout": _drain(stdout),
-                            "stderr": _drain(stderr),
+                            "stdout": printed,
+                            "stderr": warned,
                             "success": True,
                             "execution_time": elapsed,
                         }
