@@ -391,8 +391,12 @@ class SqliteStore:
                 if isinstance(e, Completions):
                     _flush_tasks(db, task_rows)
                     wid, at = e.workflow_id, e.at
+                    tracked = states.get(wid)
                     for task_id, attempt, started, result in e.rows:
-                        completed(wid, at, task_id, attempt, started, result)
+                        if started is None or not attempt or tracked is None or task_id in tracked:
+                            completed(wid, at, task_id, attempt, started, result)
+                        else:  # the engine's usual row: nothing to resolve or delete
+                            done_rows.append((wid, task_id, attempt, at, started, dumps(result)))
                     continue
                 kind = e.kind
                 if kind is EventKind.TASK_COMPLETED:
