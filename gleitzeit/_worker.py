@@ -42,7 +42,7 @@ async def serve(client: GleitzeitClient, store: Any) -> None:
     serving: set[str] = set()
     starting: dict[str, anyio.Event] = {}
     submitted: list[str] = []
-    last = "0"
+    last = await store.runs_position()  # runs live already are in live_runs()
     async with anyio.create_task_group() as tg:
         while True:
             for wid in submitted:
@@ -82,7 +82,12 @@ async def _join(
         if stored.status is not WorkflowStatus.RUNNING and (
             live is None or stored.status is not WorkflowStatus.PENDING
         ):
-            return
+            if live is None or not live.is_set():
+                return  # not live; if it goes live later, live_runs() shows it
+            # It went live while this read an older state (a run resumed): again.
+            stored = await store.load_shared(wid)
+            if stored is None or stored.status is not WorkflowStatus.RUNNING:
+                return
         log.info("joining workflow %s %r", wid, stored.workflow.name)
         await client._join(stored, ready)
     except GleitzeitError as exc:  # the run's own failure is recorded; go on serving

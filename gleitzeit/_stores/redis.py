@@ -369,6 +369,14 @@ class RedisStore:
         raw: set[bytes] = await self.call(lambda c: c.smembers(key), "list shared runs")
         return sorted(x.decode() for x in raw)
 
+    async def runs_position(self) -> str:
+        """Where :meth:`wait_for_runs` starts to hear only of runs from now on."""
+        key = f"{self.prefix}:notify"
+        got: list[Any] = await self.call(
+            lambda c: c.xrevrange(key, count=1), "wait for shared runs"
+        )
+        return got[0][0].decode() if got else "0-0"
+
     async def wait_for_runs(self, last: str, timeout: float) -> tuple[str, list[str]]:
         """Wait up to ``timeout`` s for a run to be submitted or shared.
 
