@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hypothesis.internal.conjecture.optimiser  # noqa: F401  (see below)
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -18,6 +19,10 @@ from . import blocking_guard
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+# Hypothesis imports its optimiser lazily, halfway through a test, while it has
+# the recursion limit raised; pytest rewrites a plugin's modules as they load, and
+# that rewrite once failed there with CPython 3.11.7's "SystemError: AST
+# constructor recursion depth mismatch". The import above does it at collection.
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
