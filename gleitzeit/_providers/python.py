@@ -272,7 +272,11 @@ class WorkerPool:
     Each worker runs one task at a time and gets the next only when it has
     answered: a slow task never holds up another one queued behind it, a
     timeout or cancellation kills exactly the worker of the task concerned,
-    and a crash fails only the task that was running.
+    and a crash fails only the task that was running. Tasks are deliberately
+    not sent to a worker in batches: a task queued in a busy worker behind a
+    slow one would wait for it (or, with every task timed, need a protocol to
+    take it back unstarted), and with short tasks the engine's own work per
+    task (its coroutine and timeout scope), not the pipe, is most of the cost.
 
     Args:
         size: Most workers alive at once (default None: no cap of its own).
@@ -336,6 +340,7 @@ class WorkerPool:
         os.set_blocking(writer, False)
         os.set_blocking(reader, False)
         worker = _Worker(process, writer, reader)
+        worker.cwd = os.getcwd()  # inherited
         self._all.add(worker)
         self._starting.add(worker)
         try:
@@ -374,24 +379,30 @@ class WorkerPool:
         self._seq += 1
         seq = self._seq
         cwd = request.get("cwd")
+        worker = await self._acquire()
         try:
-            encode((seq, request.get("code"), request.get("file"), request["args"], cwd))
+            frame = encode(
+                [
+                    (
+                        seq,
+                        request.get("code"),
+                        request.get("file"),
+                        request["args"],
+                        None if cwd == worker.cwd else cwd,
+                    )
+                ]
+            )
         except ValueError as exc:
+            self._release(worker)
             raise TaskError(
                 f"The task's args cannot be sent to a worker process ({exc}); "
                 "use JSON-like values (dicts, lists, strings, numbers, booleans, None).",
                 ErrorCode.TASK_VALIDATION_FAILED,
             ) from exc
-        worker = await self._acquire()
+        worker.cwd = cwd
         try:
-            if cwd == worker.cwd:
-                cwd = None
-            else:
-                worker.cwd = cwd
             self._last_start = time.monotonic()
-            await worker.send(
-                encode([(seq, request.get("code"), request.get("file"), request["args"], cwd)])
-            )
+            await worker.send(frame)
             done, response = await worker.receive()
             assert done == seq, (done, seq)
         except (anyio.EndOfStream, OSError):
@@ -436,7 +447,11 @@ class WorkerPool:
                 if patience <= 0:
                     await self._grow()
                     continue
-                waiter.event = anyio.Event()
+                if waiter.event.is_set():  # woken to look again
+                    waiter.event = anyio.Event()
+                if patience == math.inf:
+                    await waiter.event.wait()
+                    continue
                 with anyio.move_on_after(patience):
                     await waiter.event.wait()
         except BaseException:
