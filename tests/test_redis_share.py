@@ -414,3 +414,74 @@ def test_worker_max_concurrent_must_be_positive(redis_url: str) -> None:
     )
     assert proc.returncode == 2
     assert b"--max-concurrent" in proc.stderr
+
+
+async def test_an_outcome_recorded_twice_counts_once(redis_url: str) -> None:
+    """The complete script refuses an outcome already final and records the rest of its batch.
+
+    The second batch mixes a duplicate with new outcomes (one failed): only the
+    new ones are recorded, released and put on the outcome stream.
+    """
+    from gleitzeit import load_workflow
+    from gleitzeit._stores.redis import RedisStore
+
+    wf = load_workflow(
+        {
+            "name": "twice",
+            "tasks": [
+                {"name": "a", "method": "python/execute", "params": {"code": "result = 1"}},
+                {
+                    "name": "b",
+                    "method": "python/execute",
+                    "params": {"code": "result = 2"},
+                    "dependencies": ["a"],
+                },
+                {"name": "c", "method": "python/execute", "params": {"code": "result = 3"}},
+                {
+                    "name": "d",
+                    "method": "python/execute",
+                    "params": {"code": "result = 4"},
+                    "dependencies": ["c"],
+                },
+            ],
+        }
+    )
+    a, b, c, _ = (t.id for t in wf.tasks)
+    store = RedisStore(redis_url, prefix="twice")
+    await store.open()
+    try:
+        at = 1000.0
+        await store.record(
+            [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=at, workflow=wf)]
+        )
+        coord = store.coordinate(wf)
+        assert await coord.begin(at) == 1
+        flags, claims = await coord.complete([("", 0, a, True, '{"v":1}', at, 1)], free=10)
+        assert flags == [1]
+        assert sorted(i for _, i in claims) == [0, 1, 2]  # a's entry, c's, and b (released)
+        flags, claims = await coord.complete(
+            [
+                ("", 0, a, True, '{"v":"again"}', at, 2),
+                ("", 1, b, False, '{"code":"X","message":"no"}', at + 1, 1),
+                ("", 2, c, True, '{"v":3}', at + 2, 1),
+            ],
+            free=10,
+        )
+        assert flags == [0, 1, 1]
+        assert [i for _, i in claims] == [3]  # d, released by c
+        stored = await store.load(wf.id)
+        assert stored is not None
+        assert stored.results == {a: {"v": 1}, c: {"v": 3}}
+        assert stored.errors == {b: {"code": "X", "message": "no"}}
+        assert stored.task_status == {a: "completed", b: "failed", c: "completed"}
+        assert stored.task_times[c][0].start == at + 2
+        assert stored.task_times[a][0].attempt == 1
+        with redis.Redis.from_url(redis_url) as conn:
+            entries = conn.xrange(f"twice:wf:{wf.id}:out")
+        batches = [f for _, f in entries if f[b"k"] == b"b"]
+        assert [(f[b"i"], f[b"s"]) for f in batches] == [(b"0", b"c"), (b"1,2", b"fc")]
+        assert batches[1][b"p"] == b'[{"code":"X","message":"no"},{"v":3}]'
+        assert batches[1][b"a"] == f"{at + 1!r} 1 {at + 2!r} 1".encode()
+        await coord.end(cancel=False, hand_back=False)
+    finally:
+        await store.aclose()

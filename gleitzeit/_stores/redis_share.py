@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.to_thread
 
+from ..core._plan import Plan
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -73,12 +75,21 @@ end
 
 
 #: Start a shared run, or join it. ARGV: prefix, id, time, join only (1/0),
-#: consumer, then (to start) the tasks as JSON: ``[[id, [dependency indexes],
-#: "dependent indexes, comma-separated"], ...]``. Tasks completed by an
-#: earlier run go onto ``W:out`` first (as the starter's), so the outcome
-#: stream alone tells a joiner every task that is done.
+#: consumer, then (to start) the tasks, in one of two forms:
+#:
+#: * a run with no task completed yet: ``fast``, the ready tasks' indexes
+#:   (comma-separated), the count ``m`` of the arguments that follow as
+#:   ``W:wait`` pairs (index, unfinished dependencies), then ``W:dep`` pairs
+#:   (index, dependent indexes comma-separated) — straight into variadic
+#:   commands;
+#: * any run: the tasks as JSON, ``[[id, [dependency indexes], "dependent
+#:   indexes, comma-separated"], ...]``. Tasks completed by an earlier run go
+#:   onto ``W:out`` first (as the starter's), so the outcome stream alone
+#:   tells a joiner every task that is done.
+#:
 #: Returns 1 (started), 0 (joined), -1 (unknown workflow), -2 (not running,
-#: join only), 2 (not running: call again with the tasks).
+#: join only), 3 (not running, no task completed: call again with the tasks,
+#: either form), 2 (not running: call again with the tasks as JSON).
 _BEGIN: Final = """
 local p, wid, at, join_only, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local wk = p .. ':wf:' .. wid
@@ -87,7 +98,10 @@ if redis.call('HGET', wk, 'status') == 'running' and redis.call('EXISTS', wk .. 
   return 0
 end
 if join_only == '1' then return -2 end
-if ARGV[6] == nil then return 2 end
+if ARGV[6] == nil then
+  if redis.call('HLEN', wk .. ':tasks') == 0 then return 3 end
+  return 2
+end
 redis.call('DEL', wk .. ':q', wk .. ':out', wk .. ':wait', wk .. ':dep', wk .. ':c')
 -- the replay rule's workflow_started: unfinished tasks are pending again
 redis.call('HSET', wk, 'status', 'running', 'started_at', at)
@@ -104,41 +118,53 @@ for j = 1, #states, 2 do
 end
 -- no task completed yet (a new run): no need to look any up
 local fresh = redis.call('HLEN', tasks) == 0
+if ARGV[6] == 'fast' and not fresh then return 2 end
 redis.call('XGROUP', 'CREATE', wk .. ':q', 'g', '$', 'MKSTREAM')
 redis.call('XADD', wk .. ':out', '*', 'k', 'w')
-local spec = cjson.decode(ARGV[6])
 local q, dep, wait = wk .. ':q', wk .. ':dep', wk .. ':wait'
-if not fresh then
-  local idxs, payloads = {}, {}
-  for k = 0, #spec - 1 do
-    local tid = spec[k + 1][1]
-    if redis.call('HGET', tasks, tid) == 'completed' then
-      idxs[#idxs + 1] = k
-      payloads[#payloads + 1] = redis.call('HGET', wk .. ':results', tid) or '{}'
-    end
-    if #idxs == 1000 or (k == #spec - 1 and #idxs > 0) then
-      redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
-        's', string.rep('c', #idxs), 'p', '[' .. table.concat(payloads, ',') .. ']')
-      idxs, payloads = {}, {}
-    end
+if ARGV[6] == 'fast' then
+  local m = tonumber(ARGV[8])
+  for s = 9, 8 + m, 1000 do
+    redis.call('HSET', wait, unpack(ARGV, s, math.min(8 + m, s + 999)))
   end
-end
-for k = 0, #spec - 1 do
-  local t = spec[k + 1]
-  local deps, dependents = t[2], t[3]
-  if dependents ~= '' then redis.call('HSET', dep, k, dependents) end
-  if fresh or redis.call('HGET', tasks, t[1]) ~= 'completed' then
-    local waiting = #deps
-    if not fresh then
-      waiting = 0
-      for _, d in ipairs(deps) do
-        if redis.call('HGET', tasks, spec[d + 1][1]) ~= 'completed' then waiting = waiting + 1 end
+  for s = 9 + m, #ARGV, 1000 do
+    redis.call('HSET', dep, unpack(ARGV, s, math.min(#ARGV, s + 999)))
+  end
+  for k in string.gmatch(ARGV[7], '%d+') do redis.call('XADD', q, '*', 't', k) end
+else
+  local spec = cjson.decode(ARGV[6])
+  if not fresh then
+    local idxs, payloads = {}, {}
+    for k = 0, #spec - 1 do
+      local tid = spec[k + 1][1]
+      if redis.call('HGET', tasks, tid) == 'completed' then
+        idxs[#idxs + 1] = k
+        payloads[#payloads + 1] = redis.call('HGET', wk .. ':results', tid) or '{}'
+      end
+      if #idxs == 1000 or (k == #spec - 1 and #idxs > 0) then
+        redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
+          's', string.rep('c', #idxs), 'p', '[' .. table.concat(payloads, ',') .. ']')
+        idxs, payloads = {}, {}
       end
     end
-    if waiting == 0 then
-      redis.call('XADD', q, '*', 't', k)
-    else
-      redis.call('HSET', wait, k, waiting)
+  end
+  for k = 0, #spec - 1 do
+    local t = spec[k + 1]
+    local deps, dependents = t[2], t[3]
+    if dependents ~= '' then redis.call('HSET', dep, k, dependents) end
+    if fresh or redis.call('HGET', tasks, t[1]) ~= 'completed' then
+      local waiting = #deps
+      if not fresh then
+        waiting = 0
+        for _, d in ipairs(deps) do
+          if redis.call('HGET', tasks, spec[d + 1][1]) ~= 'completed' then waiting = waiting + 1 end
+        end
+      end
+      if waiting == 0 then
+        redis.call('XADD', q, '*', 't', k)
+      else
+        redis.call('HSET', wait, k, waiting)
+      end
     end
   end
 end
@@ -149,95 +175,128 @@ return 1
 """
 
 #: Record a batch of outcomes, then claim up to ``free`` ready tasks for
-#: ``consumer``. ARGV: prefix, id, consumer, free, time, then the outcomes'
-#: fields as one string, five space-separated tokens each (entry id or
-#: ``-``, index, ``c`` completed / ``f`` failed, start of the attempt,
-#: attempt), then per outcome its task id and payload (JSON text). A few
-#: variadic commands per batch, not per outcome; the outcomes recorded go
-#: onto ``W:out`` as one entry (``k`` = ``b``, ``c`` = consumer, ``i`` =
-#: indexes, ``s`` = ``c``/``f`` per outcome, ``p`` = JSON array of payloads,
-#: ``a`` = start and attempt per outcome, space-separated).
-#: Returns {one 1 (recorded) or 0 (already final) per outcome, {entry id,
-#: index, ...} of the claimed tasks}.
+#: ``consumer``. ARGV (``n`` outcomes, ``c`` of them completed, ``a`` entries
+#: to acknowledge):
+#:
+#: 1. prefix, id, consumer, free, time, ``n``, ``c``, ``a``;
+#: 9. the fields of the batch's ``W:out`` entry: indexes (comma-separated),
+#:    ``c``/``f`` per outcome, the payloads as one JSON array, start and
+#:    attempt per outcome (space-separated);
+#: 13. the ``a`` entry ids to acknowledge, the ``n`` task ids, then ready-made
+#:    hash pairs: ``W:tasks`` (task id, status) for every outcome, ``W:times``
+#:    (task id, "start|end|status|attempt"), ``W:results`` for the completed
+#:    and ``W:errors`` for the failed ones (task id, payload).
+#:
+#: When no outcome of the batch was recorded before (the rule), the pairs go
+#: into variadic commands as they are; otherwise the outcomes already final
+#: are left out, one by one. The recorded outcomes go onto ``W:out`` as one
+#: entry (``k`` = ``b``, ``c`` = consumer, ``i``, ``s``, ``p``, ``a``: the
+#: fields above). Returns {one 1 (recorded) or 0 (already final) per
+#: outcome, {entry id, index, ...} of the claimed tasks}.
 _COMPLETE: Final = """
 local p, wid, consumer, free, at = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local n, c, a = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local wk = p .. ':wf:' .. wid
 local q, tasks = wk .. ':q', wk .. ':tasks'
 local live = redis.call('EXISTS', wk .. ':c') == 1
--- one command per chunk of a long list (Lua's unpack has a limit)
-local function chunked(head, list, out)
-  for s = 1, #list, 1000 do
-    local args = {unpack(head)}
-    for j = s, math.min(#list, s + 999) do args[#args + 1] = list[j] end
-    local got = redis.call(unpack(args))
+-- one command per chunk of src[first..last] (Lua's unpack has a limit)
+local function span(cmd, key, src, first, last, out)
+  for s = first, last, 1000 do
+    local got = redis.call(cmd, key, unpack(src, s, math.min(last, s + 999)))
     if out then for _, v in ipairs(got) do out[#out + 1] = v end end
   end
 end
-local f = {}
-for tok in string.gmatch(ARGV[6], '%S+') do f[#f + 1] = tok end
-local n = #f / 5
-local acks, tids = {}, {}
-for k = 0, n - 1 do
-  if f[5 * k + 1] ~= '-' then acks[#acks + 1] = f[5 * k + 1] end
-  tids[k + 1] = ARGV[7 + 2 * k]
+for s = 13, 12 + a, 1000 do
+  redis.call('XACK', q, 'g', unpack(ARGV, s, math.min(12 + a, s + 999)))
 end
-if #acks > 0 then chunked({'XACK', q, 'g'}, acks) end
+local b = 13 + a
+local tp, tm = b + n, b + 3 * n
+local rs = b + 5 * n
+local es = rs + 2 * c
+local flags = {}
 local now = {}
-if n > 0 then chunked({'HMGET', tasks}, tids, now) end
-local flags, states, times, results, done, errors = {}, {}, {}, {}, {}, {}
-local idxs, kinds, payloads, completed, begun = {}, {}, {}, {}, {}
-for k = 0, n - 1 do
-  local cur = now[k + 1]
-  if not live or cur == 'completed' or cur == 'failed' then
-    flags[k + 1] = 0
-  else
-    flags[k + 1] = 1
-    local idx, s, started, attempt = f[5 * k + 2], f[5 * k + 3], f[5 * k + 4], f[5 * k + 5]
-    local tid, payload = ARGV[7 + 2 * k], ARGV[8 + 2 * k]
-    local status = 'failed'
-    if s == 'c' then status = 'completed' end
-    states[#states + 1] = tid
-    states[#states + 1] = status
-    times[#times + 1] = tid
-    times[#times + 1] = started .. '|' .. at .. '|' .. status .. '|' .. attempt
-    if s == 'c' then
-      results[#results + 1] = tid
-      results[#results + 1] = payload
-      done[#done + 1] = tid
-      completed[#completed + 1] = idx
-    else
-      errors[#errors + 1] = tid
-      errors[#errors + 1] = payload
-    end
-    idxs[#idxs + 1] = idx
-    kinds[#kinds + 1] = s
-    payloads[#payloads + 1] = payload
-    begun[#begun + 1] = started .. ' ' .. attempt
-  end
+if n > 0 then span('HMGET', tasks, ARGV, b, b + n - 1, now) end
+local fresh = live
+for k = 1, n do
+  if now[k] == 'completed' or now[k] == 'failed' then fresh = false end
 end
-if #idxs > 0 then
-  chunked({'HSET', tasks}, states)
-  chunked({'HSET', wk .. ':times'}, times)
-  if #results > 0 then
-    chunked({'HSET', wk .. ':results'}, results)
-    chunked({'HDEL', wk .. ':errors'}, done)
-    local dependents = {}
-    chunked({'HMGET', wk .. ':dep'}, completed, dependents)
-    for _, list in ipairs(dependents) do
-      if list then
-        for j in string.gmatch(list, '[^,]+') do
-          if redis.call('HINCRBY', wk .. ':wait', j, -1) <= 0 then
-            redis.call('HDEL', wk .. ':wait', j)
-            redis.call('XADD', q, '*', 't', j)
+-- what to write: ARGV itself (the rule), or the outcomes not final yet
+local T, M, R, E = ARGV, ARGV, ARGV, ARGV
+local t1, t2, m1, m2, r1, r2, e1, e2 = tp, tm - 1, tm, rs - 1, rs, es - 1, es, #ARGV
+local I, K, P, B = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local recorded = n
+if fresh then
+  for k = 1, n do flags[k] = 1 end
+else
+  T, M, R, E = {}, {}, {}, {}
+  local idxs, kinds, payloads, begun = {}, {}, {}, {}
+  local tok = {}
+  for x in string.gmatch(ARGV[12], '%S+') do tok[#tok + 1] = x end
+  local ci, fi, k = 0, 0, 0
+  recorded = 0
+  for idx in string.gmatch(ARGV[9], '[^,]+') do
+    k = k + 1
+    local kind = string.sub(ARGV[10], k, k)
+    local src
+    if kind == 'c' then
+      ci = ci + 1
+      src = rs + 2 * (ci - 1)
+    else
+      fi = fi + 1
+      src = es + 2 * (fi - 1)
+    end
+    if not live or now[k] == 'completed' or now[k] == 'failed' then
+      flags[k] = 0
+    else
+      flags[k] = 1
+      recorded = recorded + 1
+      local tid = ARGV[b + k - 1]
+      T[#T + 1] = tid
+      T[#T + 1] = ARGV[tp + 2 * k - 1]
+      M[#M + 1] = tid
+      M[#M + 1] = ARGV[tm + 2 * k - 1]
+      if kind == 'c' then R[#R + 1] = tid; R[#R + 1] = ARGV[src + 1]
+      else E[#E + 1] = tid; E[#E + 1] = ARGV[src + 1] end
+      idxs[#idxs + 1] = idx
+      kinds[#kinds + 1] = kind
+      payloads[#payloads + 1] = ARGV[src + 1]
+      begun[#begun + 1] = tok[2 * k - 1] .. ' ' .. tok[2 * k]
+    end
+  end
+  t1, t2, m1, m2, r1, r2, e1, e2 = 1, #T, 1, #M, 1, #R, 1, #E
+  I, K, B = table.concat(idxs, ','), table.concat(kinds), table.concat(begun, ' ')
+  P = '[' .. table.concat(payloads, ',') .. ']'
+end
+if recorded > 0 then
+  span('HSET', tasks, T, t1, t2)
+  span('HSET', wk .. ':times', M, m1, m2)
+  if r2 >= r1 then
+    span('HSET', wk .. ':results', R, r1, r2)
+    if redis.call('EXISTS', wk .. ':errors') == 1 then
+      for s = r1, r2, 2 do redis.call('HDEL', wk .. ':errors', R[s]) end
+    end
+    if redis.call('EXISTS', wk .. ':dep') == 1 then
+      local completed, k = {}, 0
+      for idx in string.gmatch(I, '[^,]+') do
+        k = k + 1
+        if string.sub(K, k, k) == 'c' then completed[#completed + 1] = idx end
+      end
+      local dependents = {}
+      span('HMGET', wk .. ':dep', completed, 1, #completed, dependents)
+      for _, list in ipairs(dependents) do
+        if list then
+          for j in string.gmatch(list, '[^,]+') do
+            if redis.call('HINCRBY', wk .. ':wait', j, -1) <= 0 then
+              redis.call('HDEL', wk .. ':wait', j)
+              redis.call('XADD', q, '*', 't', j)
+            end
           end
         end
       end
     end
   end
-  if #errors > 0 then chunked({'HSET', wk .. ':errors'}, errors) end
-  redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', table.concat(idxs, ','),
-    's', table.concat(kinds), 'p', '[' .. table.concat(payloads, ',') .. ']',
-    'a', table.concat(begun, ' '))
+  if e2 >= e1 then span('HSET', wk .. ':errors', E, e1, e2) end
+  redis.call('XADD', wk .. ':out', '*', 'k', 'b', 'c', consumer, 'i', I, 's', K, 'p', P, 'a', B)
 end
 local claimed = {}
 if free > 0 and live then
@@ -381,6 +440,9 @@ class RedisCoordinator:
         head = [self.store.prefix, wf.id, repr(at), "1" if join_only else "0", self.consumer]
         begin = self._scripts["begin"]
         got = await self.store.call(lambda c: begin(args=head, client=c), "join a shared run")
+        if got == 3:  # not running, nothing done yet: start it with the tasks' counts
+            args = [*head, *self._fresh_spec()]
+            got = await self.store.call(lambda c: begin(args=args, client=c), "start a shared run")
         if got == 2:  # not running: start it, with the tasks
             args = [*head, self._task_spec()]
             got = await self.store.call(lambda c: begin(args=args, client=c), "start a shared run")
@@ -388,20 +450,47 @@ class RedisCoordinator:
         self._conn = self.store.connect()
         return int(got)
 
+    @property
+    def plan(self) -> Plan:
+        """The workflow's plan (a loaded workflow's own; one built by hand is planned)."""
+        return Plan.from_tasks(self.workflow.tasks)
+
+    def _fresh_spec(self) -> list[str]:
+        """The tasks of a run with none done yet, as ``_BEGIN``'s ``fast`` form takes them."""
+        plan = self.plan
+        start, index = plan.dep_start, plan.dep_index
+        n = len(plan)
+        if not index:  # no dependencies at all: every task is ready
+            return ["fast", ",".join(map(str, range(n))), "0"]
+        ready: list[int] = []
+        wait: list[str] = []
+        for i in range(n):
+            count = start[i + 1] - start[i]
+            if count:
+                wait += (str(i), str(count))
+            else:
+                ready.append(i)
+        dstart, dindex = plan.dependents()
+        dependents: list[str] = []
+        for i in range(n):
+            lo, hi = dstart[i], dstart[i + 1]
+            if lo != hi:
+                dependents += (str(i), ",".join(map(str, dindex[lo:hi])))
+        return ["fast", ",".join(map(str, ready)), str(len(wait)), *wait, *dependents]
+
     def _task_spec(self) -> str:
         """The tasks as ``_BEGIN`` takes them (JSON)."""
-        wf = self.workflow
-        index = {t.id: i for i, t in enumerate(wf.tasks)}
-        dependents: list[list[str]] = [[] for _ in wf.tasks]
-        spec: list[Any] = []
-        for i, t in enumerate(wf.tasks):
-            deps = [index[d] for d in t.dependencies]
-            for d in deps:
-                dependents[d].append(str(i))
-            spec.append([t.id, deps, ""])
-        for i, row in enumerate(spec):
-            if dependents[i]:
-                row[2] = ",".join(dependents[i])
+        plan = self.plan
+        ids, start, index = plan.ids, plan.dep_start, plan.dep_index
+        dstart, dindex = plan.dependents()
+        spec = [
+            [
+                ids[i],
+                list(index[start[i] : start[i + 1]]),
+                ",".join(map(str, dindex[dstart[i] : dstart[i + 1]])),
+            ]
+            for i in range(len(ids))
+        ]
         return to_json(spec)
 
     async def complete(
@@ -413,20 +502,41 @@ class RedisCoordinator:
         Returns one flag per outcome (1: recorded now, 0: another process had
         recorded it) and the claimed ``(entry id, index)`` pairs.
         """
-        meta = " ".join(
-            f"{entry or '-'} {i} {'c' if ok else 'f'} {start!r} {attempt}"
-            for entry, i, _, ok, _, start, attempt in outcomes
-        )
+        at = repr(time.time())
+        acks = [row[0] for row in outcomes if row[0]]
+        tids = [row[2] for row in outcomes]
+        states: list[str] = []
+        times: list[str] = []
+        results: list[str] = []
+        errors: list[str] = []
+        for _, _, tid, ok, payload, start, attempt in outcomes:
+            status = "completed" if ok else "failed"
+            states += (tid, status)
+            times += (tid, f"{start!r}|{at}|{status}|{attempt}")
+            if ok:
+                results += (tid, payload)
+            else:
+                errors += (tid, payload)
         args = [
             self.store.prefix,
             self.workflow.id,
             self.consumer,
             str(max(0, free)),
-            repr(time.time()),
-            meta,
+            at,
+            str(len(outcomes)),
+            str(len(results) // 2),
+            str(len(acks)),
+            ",".join([str(row[1]) for row in outcomes]),
+            "".join(["c" if row[3] else "f" for row in outcomes]),
+            "[" + ",".join([row[4] for row in outcomes]) + "]",
+            " ".join([f"{row[5]!r} {row[6]}" for row in outcomes]),
+            *acks,
+            *tids,
+            *states,
+            *times,
+            *results,
+            *errors,
         ]
-        for row in outcomes:
-            args += (row[2], row[4])
         complete = self._scripts["complete"]
         flags, claimed = await self.store.call(
             lambda c: complete(args=args, client=c), "record outcomes"
