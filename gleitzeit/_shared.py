@@ -131,9 +131,9 @@ async def _serve(
 
     sched = run.sched
     state = sched.state
-    tasks = run.workflow.tasks
-    index = run.index
-    deps = [[index[d] for d in t.dependencies] for t in tasks]
+    plan = run.plan
+    ids, methods, retries = plan.ids, plan.methods, plan.retries
+    dep_start, dep_index = plan.dep_start, plan.dep_index
     # Claimed tasks whose dependencies' outcomes have not reached this process
     # yet (they are recorded, and on their way through the outcome stream).
     parked: dict[int, str] = {}
@@ -145,14 +145,13 @@ async def _serve(
             stale.append(entry)  # done already, or a second copy
             coord.held -= 1
             return
-        if any(state[d] != COMPLETED for d in deps[i]):
+        if any(state[d] != COMPLETED for d in dep_index[dep_start[i] : dep_start[i + 1]]):
             parked[i] = entry
             return
         held[i] = entry
         sched.take(i)
-        task = tasks[i]
-        provider = provider_of(task.method)
-        if task.retry is None and provider is not None:
+        provider = provider_of(methods[i])
+        if i not in retries and provider is not None:
             try:
                 call = engine.call_for(run, i)
             except GleitzeitError as exc:
@@ -160,7 +159,7 @@ async def _serve(
                 return
             if provider.runs_inline(call):
                 if engine.listeners:
-                    engine._notice(run, _started(run, task.id))
+                    engine._notice(run, _started(run, ids[i]))
                 finished.append(engine._run_inline(provider, call, i, time.time()))
                 return
             tg.start_soon(engine._attempts, run, i, local, call)
@@ -168,7 +167,12 @@ async def _serve(
             tg.start_soon(engine._attempts, run, i, local, None)
 
     def unpark() -> None:
-        for i in [i for i in parked if all(state[d] == COMPLETED for d in deps[i])]:
+        ready = [
+            i
+            for i in parked
+            if all(state[d] == COMPLETED for d in dep_index[dep_start[i] : dep_start[i + 1]])
+        ]
+        for i in ready:
             start(i, parked.pop(i))
 
     async with anyio.create_task_group() as inner:
@@ -228,11 +232,11 @@ async def _complete(
     finished: list[_Outcome],
 ) -> list[tuple[str, int]]:
     """Record this process's outcomes, apply those recorded, claim what became ready."""
-    tasks = run.workflow.tasks
+    ids = run.plan.ids
     rows = []
     payloads: list[tuple[str, int, Any, tuple[float, int]]] = []
     for i, result, error, attempts, start in finished:
-        tid = tasks[i].id
+        tid = ids[i]
         if error is None:
             rows.append((held.pop(i, ""), i, tid, True, to_json(result), start, attempts))
             payloads.append(("completed", i, result, (start, attempts)))
@@ -273,7 +277,8 @@ def _apply_outcome(
     sched = run.sched
     if i < 0 or sched.state[i] in _FINAL:
         return
-    tid = run.workflow.tasks[i].id
+    ids = run.plan.ids
+    tid = ids[i]
     now = time.time()
     if remote and begun is not None and engine.listeners:
         engine._notice(
@@ -324,7 +329,7 @@ def _apply_outcome(
         Event(
             kind=EventKind.TASK_SKIPPED,
             workflow_id=run.id,
-            task_id=run.workflow.tasks[j].id,
+            task_id=ids[j],
             at=now,
         )
         for j in skipped
