@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from array import array
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .core._events import Event, EventKind
-from .core._models import Task, Workflow
-from .core._plan import Plan
+from .core._models import RetryPolicy, Task, Workflow
+from .core._plan import Plan, aliases_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,8 +54,18 @@ converter.register_unstructure_hook(
 _unstructure_task = converter.get_unstructure_hook(Task)
 
 
+_TASK_FIELDS = {f.name: f.type for f in attrs.fields(Task)}
+_unstructure_timeout = converter.get_unstructure_hook(_TASK_FIELDS["timeout"])
+_unstructure_retry = converter.get_unstructure_hook(_TASK_FIELDS["retry"])
+_unstructure_tags = converter.get_unstructure_hook(_TASK_FIELDS["tags"])
+
+
 def _unstructure_tasks(tasks: Sequence[Task], _type: Any = None) -> list[dict[str, Any]]:
-    """A workflow's tasks as dicts; a plan's straight from its columns (no Task made)."""
+    """A workflow's tasks as dicts; a plan's straight from its columns (no Task made).
+
+    The records are the ones the Task hook writes (same keys, in the same
+    order, defaults left out).
+    """
     if not isinstance(tasks, Plan):
         return [_unstructure_task(t) for t in tasks]
     ids, names, methods, protocols, params = (
@@ -63,16 +76,19 @@ def _unstructure_tasks(tasks: Sequence[Task], _type: Any = None) -> list[dict[st
         tasks.params,
     )
     start, index = tasks.dep_start, tasks.dep_index
-    # Tasks with optional fields set go the general way (they are few).
-    rare = {*tasks.timeouts, *tasks.retries, *tasks.isolations, *tasks.descriptions}
-    rare.update(tasks.tags, tasks.metadata)
-    if tasks.priorities is not None:
-        rare.update(i for i, p in enumerate(tasks.priorities) if p)
+    timeouts, retries, priorities = tasks.timeouts, tasks.retries, tasks.priorities
+    isolations, descriptions, tags, metadata = (
+        tasks.isolations,
+        tasks.descriptions,
+        tasks.tags,
+        tasks.metadata,
+    )
+    # The tasks that set an optional field (most set none).
+    rare = {*timeouts, *retries, *isolations, *descriptions, *tags, *metadata}
+    if priorities is not None:
+        rare.update(i for i, p in enumerate(priorities) if p)
     out: list[dict[str, Any]] = []
     for i in range(len(ids)):
-        if i in rare:
-            out.append(_unstructure_task(tasks[i]))
-            continue
         record: dict[str, Any] = {
             "id": ids[i],
             "name": names[i],
@@ -85,6 +101,27 @@ def _unstructure_tasks(tasks: Sequence[Task], _type: Any = None) -> list[dict[st
         if lo != hi:
             deps = [ids[j] for j in index[lo:hi]]
             record["dependencies"] = deps if len(deps) == 1 else list(dict.fromkeys(deps))
+        if i in rare:
+            value: Any = timeouts.get(i)
+            if value is not None:
+                record["timeout"] = _unstructure_timeout(value)
+            value = retries.get(i)
+            if value is not None:
+                record["retry"] = _unstructure_retry(value)
+            if priorities is not None and priorities[i]:
+                record["priority"] = priorities[i]
+            value = isolations.get(i)
+            if value is not None:
+                record["isolation"] = value
+            value = descriptions.get(i)
+            if value is not None:
+                record["description"] = value
+            value = tags.get(i)
+            if value:
+                record["tags"] = _unstructure_tags(value)
+            value = metadata.get(i)
+            if value:
+                record["metadata"] = value
         out.append(record)
     return out
 
@@ -101,6 +138,229 @@ converter.register_unstructure_hook(
         mcp_servers=_AS_IS,
     ),
 )
+# --- reading a workflow's tasks back: straight into a plan -------------------
+
+#: The keys of a task record that most tasks write; the rest are optional fields.
+_COMMON_KEYS: Final = frozenset({"id", "name", "method", "protocol", "params", "dependencies"})
+_MISSING: Final = object()
+_TASKS_TYPE = attrs.fields(Workflow).tasks.type
+_structure_task_records = converter.get_structure_hook(_TASKS_TYPE)  # cattrs' own
+_structure_retry = converter.get_structure_hook(RetryPolicy)
+
+
+class _Odd(Exception):
+    """Task records the plan builder leaves to cattrs (which reports what is wrong)."""
+
+
+def _marked(value: Any) -> bool:
+    """True if a string anywhere in ``value`` holds ``${`` (or the ``$${`` escape)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if "${" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _structure_tasks(records: Any, type_: Any) -> Sequence[Task]:
+    """Stored task records as a plan; anything irregular goes through cattrs' Task hook."""
+    if type(records) is list and records:
+        try:
+            return _plan_of(records)
+        except _Odd:
+            pass
+    return _structure_task_records(records, type_)  # type: ignore[no-any-return]
+
+
+def _plan_of(records: list[Any]) -> Plan:
+    """The plan of task records as :func:`_unstructure_tasks` writes them (no Task made).
+
+    Takes only what cattrs would structure to the same tasks: str ids, names,
+    methods and protocols; a dict of params; a list of dependencies that name
+    task ids, each once; unique ids; optional fields of their own types.
+
+    Reference syntax is not parsed again (a stored definition's was checked
+    when it was loaded or planned); ``needs_subst`` is whether ``${`` occurs.
+
+    Raises:
+        _Odd: anything else (a missing or mistyped field, an unknown key, a
+            status, a dangling or repeated dependency, a repeated id).
+    """
+    ids: list[str] = []
+    names: list[str] = []
+    methods: list[str] = []
+    protocols: list[str] = []
+    params_col: list[dict[str, Any]] = []
+    marked = bytearray()
+    flat: list[Any] = []
+    counts: list[int] = []
+    rare: list[int] = []
+    for i, record in enumerate(records):
+        if type(record) is not dict:
+            raise _Odd
+        try:
+            tid, name, method, protocol = (
+                record["id"],
+                record["name"],
+                record["method"],
+                record["protocol"],
+            )
+        except KeyError:
+            raise _Odd from None
+        if not (
+            type(tid) is str and type(name) is str and type(method) is str and type(protocol) is str
+        ):
+            raise _Odd
+        size = 4
+        params = record.get("params", _MISSING)
+        if params is _MISSING:
+            params = {}
+        elif type(params) is dict:
+            size += 1
+        else:
+            raise _Odd
+        deps = record.get("dependencies", _MISSING)
+        if deps is _MISSING:
+            counts.append(0)
+        elif type(deps) is list:
+            size += 1
+            count = len(deps)
+            if count > 1:
+                try:
+                    if len(set(deps)) != count:
+                        raise _Odd  # a repeated dependency: the Task keeps it, a plan would not
+                except TypeError:
+                    raise _Odd from None
+            flat += deps
+            counts.append(count)
+        else:
+            raise _Odd
+        if len(record) != size:
+            rare.append(i)
+        mark = False
+        for value in params.values():
+            if type(value) is str:
+                if "${" in value:
+                    mark = True
+                    break
+            elif isinstance(value, (dict, list)) and _marked(value):
+                mark = True
+                break
+        ids.append(tid)
+        names.append(name)
+        methods.append(method)
+        protocols.append(protocol)
+        params_col.append(params)
+        marked.append(mark)
+    id_col = tuple(ids)
+    index = dict(zip(id_col, range(len(id_col)), strict=True))
+    if len(index) != len(id_col):
+        raise _Odd  # a repeated id
+    try:
+        dep_index = array("q", map(index.__getitem__, flat))
+    except (KeyError, TypeError):
+        raise _Odd from None  # a dependency names no task id
+    dep_start = array("q", [0])
+    dep_start.extend(accumulate(counts))
+    name_col = id_col if names == ids else tuple(names)
+    options = _options(records, rare) if rare else None
+    return Plan(
+        ids=id_col,
+        names=name_col,
+        methods=tuple(methods),
+        protocols=tuple(protocols),
+        params=tuple(params_col),
+        dep_start=dep_start,
+        dep_index=dep_index,
+        needs_subst=bytes(marked),
+        by_id=index,
+        aliases=aliases_of(id_col, name_col),
+        **(options or {}),
+    )
+
+
+def _options(records: list[Any], rare: list[int]) -> dict[str, Any]:
+    """The optional fields of the tasks ``rare``, as Plan keyword arguments.
+
+    Raises:
+        _Odd: a field of another type than cattrs structures as is, or a key
+            that is no optional field (``status`` included).
+    """
+    timeouts: dict[int, float] = {}
+    retries: dict[int, RetryPolicy] = {}
+    isolations: dict[int, str] = {}
+    descriptions: dict[int, str] = {}
+    tags: dict[int, tuple[str, ...]] = {}
+    metadata: dict[int, dict[str, Any]] = {}
+    priorities: list[int] | None = None
+    for i in rare:
+        for key, value in records[i].items():
+            if key in _COMMON_KEYS:
+                continue
+            kind = type(value)
+            if key == "timeout":
+                if kind is float or kind is int:
+                    timeouts[i] = float(value)
+                elif value is not None:
+                    raise _Odd
+            elif key == "retry":
+                if kind is dict:
+                    try:
+                        retries[i] = _structure_retry(value, RetryPolicy)
+                    except Exception:
+                        raise _Odd from None
+                elif value is not None:
+                    raise _Odd
+            elif key == "priority":
+                if kind is not int:
+                    raise _Odd
+                if value:
+                    if priorities is None:
+                        priorities = [0] * len(records)
+                    priorities[i] = value
+            elif key == "isolation":
+                if kind is str:
+                    isolations[i] = value
+                elif value is not None:
+                    raise _Odd
+            elif key == "description":
+                if kind is str:
+                    descriptions[i] = value
+                elif value is not None:
+                    raise _Odd
+            elif key == "tags":
+                if kind is not list or not all(type(tag) is str for tag in value):
+                    raise _Odd
+                if value:
+                    tags[i] = tuple(value)
+            elif key == "metadata":
+                if kind is not dict:
+                    raise _Odd
+                if value:
+                    metadata[i] = value
+            else:
+                raise _Odd
+    return {
+        "priorities": None if priorities is None else tuple(priorities),
+        "timeouts": timeouts,
+        "retries": retries,
+        "isolations": isolations,
+        "descriptions": descriptions,
+        "tags": tags,
+        "metadata": metadata,
+    }
+
+
+converter.register_structure_hook(
+    Workflow,
+    make_dict_structure_fn(Workflow, converter, tasks=override(struct_hook=_structure_tasks)),
+)
+
 # (Registered after Task and Workflow: the generated hook captures theirs.)
 # An event's result and error are JSON-ready already (providers return
 # JSON-safe results; errors come from error_to_dict): walking them again on
