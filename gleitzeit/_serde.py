@@ -392,7 +392,15 @@ def unstructure_workflow(workflow: Workflow) -> dict[str, Any]:
 
 
 def structure_workflow(data: dict[str, Any]) -> Workflow:
-    """Rebuild a Workflow from :func:`unstructure_workflow`'s output."""
+    """Rebuild a Workflow from :func:`unstructure_workflow`'s output.
+
+    Its tasks come back as a :class:`~gleitzeit.core._plan.Plan` built from the
+    records (as a loaded workflow's are); records that are not as this module
+    writes them are structured by cattrs into Task objects, as they always were.
+
+    Raises:
+        cattrs.BaseValidationError: a malformed definition.
+    """
     return converter.structure(data, Workflow)
 
 
