@@ -73,10 +73,11 @@ def expected_results(n: int) -> dict[str, int]:
     return {f"t{i}": v for i, v in values.items()}
 
 
-def start_worker(url: str, prefix_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A ``gleitzeit --persistence redis --redis-url URL worker`` process."""
+def start_worker(url: str, prefix_env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+    """A ``gleitzeit --persistence redis --redis-url URL worker [OPTIONS]`` process."""
+    command = [sys.executable, "-m", "gleitzeit", "--persistence", "redis", "--redis-url", url]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gleitzeit", "--persistence", "redis", "--redis-url", url, "worker"],
+        [*command, "worker", *options],
         env={**os.environ, **prefix_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -485,3 +486,46 @@ async def test_an_outcome_recorded_twice_counts_once(redis_url: str) -> None:
         await coord.end(cancel=False, hand_back=False)
     finally:
         await store.aclose()
+
+
+async def test_no_process_runs_more_than_its_max_concurrent(redis_url: str, tmp_path: Path) -> None:
+    """Claims go no further than the free slots: with max_concurrent 2 in the client and
+    in the worker, no process ever runs more than 2 process-isolated tasks at once
+    (the poller and the recording script claim for the same slots)."""
+    log = tmp_path / "spans.log"
+    code = (
+        "import os, time\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write('s %r %d\\n' % (time.time(), os.getppid()))\n"
+        "time.sleep(0.03)\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write('e %r %d\\n' % (time.time(), os.getppid()))\n"
+        "result = 1\n"
+    )
+    doc = {
+        "name": "bounded",
+        "tasks": [
+            {"name": f"t{i}", "method": "python/execute", "params": {"code": code}}
+            for i in range(40)
+        ],
+    }
+    worker = start_worker(redis_url, {}, "--max-concurrent", "2")
+    try:
+        async with GleitzeitClient(
+            persistence="redis", redis_url=redis_url, max_concurrent=2, isolation="process"
+        ) as client:
+            results = await client.run_workflow(doc)
+        assert len(results) == 40
+    finally:
+        assert stop(worker) == 0
+    events = sorted(
+        (float(at), kind, int(ppid))
+        for kind, at, ppid in (line.split() for line in log.read_text().splitlines())
+    )
+    assert sum(1 for e in events if e[1] == "s") == 40
+    running: Counter[int] = Counter()
+    most: Counter[int] = Counter()
+    for _, kind, ppid in events:
+        running[ppid] += 1 if kind == "s" else -1
+        most[ppid] = max(most[ppid], running[ppid])
+    assert max(most.values()) <= 2, most
