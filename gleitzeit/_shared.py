@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from ._stores.redis_share import decode_outcomes, to_json
+from ._stores._encode import json_encoder
+from ._stores.redis_share import decode_outcomes
 from .core._events import Event, EventKind
 from .core._scheduler import CANCELLED, COMPLETED, FAILED, SKIPPED
 from .core.errors import GleitzeitError, error_from_dict, error_to_dict
@@ -51,6 +52,8 @@ _FINAL = (COMPLETED, FAILED, SKIPPED, CANCELLED)
 RECLAIM_EVERY = 1.0
 #: Seconds the poller waits after a read that claimed nothing.
 GATHER = 0.003
+#: The same while this process's own script calls keep claiming tasks.
+BUSY_GATHER = 0.02
 
 
 class _Local:
@@ -73,9 +76,22 @@ async def _poller(
         reclaim = now >= next_reclaim
         if reclaim:
             next_reclaim = now + RECLAIM_EVERY
-        free = run.max_concurrent - coord.held
-        claims, outs = await coord.next(free, reclaim)
+        # The free slots are reserved while this claims (a script recording
+        # meanwhile claims only beyond them: no more than max_concurrent held).
+        coord.reserved = max(0, run.max_concurrent - coord.held)
+        try:
+            claims, outs = await coord.next(coord.reserved, reclaim, wait=False)
+        finally:
+            coord.reserved = 0
         coord.held += len(claims)
+        if coord.missed:  # a script could not claim for the reservation: claim now
+            coord.missed = False
+            if not claims:
+                for fields in outs:
+                    inbox.send_nowait(("out", fields))
+                continue
+        if not claims and not outs:  # nothing new: wait for an outcome (no slots reserved)
+            _, outs = await coord.next(0, False, wait=True)
         # Outcomes first: a claimed task's dependencies' results come with them.
         for fields in outs:
             inbox.send_nowait(("out", fields))
@@ -83,8 +99,12 @@ async def _poller(
             inbox.send_nowait(("claim", i, entry))
         if not claims:
             # Nothing to claim: let outcomes gather a moment rather than waking
-            # for each one (a chain run elsewhere would cost a read per step).
-            await anyio.sleep(GATHER)
+            # for each one (a chain run elsewhere would cost a read per step);
+            # longer while the loop claims for itself, recording its outcomes
+            # (it wakes this one when a script call of its gets no task).
+            coord.idle = anyio.Event()
+            with anyio.move_on_after(BUSY_GATHER if coord.busy else GATHER):
+                await coord.idle.wait()
 
 
 async def run_shared(engine: Engine, run: Run, coord: RedisCoordinator, tg: TaskGroup) -> None:
@@ -178,7 +198,9 @@ async def _serve(
     async with anyio.create_task_group() as inner:
         inner.start_soon(_poller, run, coord, send)
         while not sched.finished:
-            batch = [await inbox.receive()]
+            # Outcomes to record first (those of tasks the last script call
+            # handed over): do not wait, just take what has come meanwhile.
+            batch = [] if finished or stale else [await inbox.receive()]
             while True:
                 try:
                     batch.append(inbox.receive_nowait())
@@ -197,18 +219,19 @@ async def _serve(
             if parked:
                 unpark()
             # Record outcomes; the script hands back newly ready tasks at once
-            # (a chain moves on without waiting for the poller).
-            while finished or stale:
-                if stale:
-                    await coord.ack(stale)
-                    stale.clear()
-                if finished:
-                    done, finished[:] = list(finished), []
-                    claims = await _complete(engine, run, coord, held, done)
-                    for entry, i in claims:
-                        start(i, entry)
-                    if parked:
-                        unpark()
+            # (a chain moves on without waiting for the poller). Those tasks'
+            # outcomes are recorded in the next round, after a look at the
+            # inbox (a cancellation from elsewhere ends a run of them).
+            if stale:
+                await coord.ack(stale)
+                stale.clear()
+            if finished:
+                done, finished[:] = list(finished), []
+                claims = await _complete(engine, run, coord, held, done)
+                for entry, i in claims:
+                    start(i, entry)
+                if parked:
+                    unpark()
             await engine._flush(run)
         await coord.wake()  # the poller may be waiting for outcomes: end its wait now
         inner.cancel_scope.cancel()
@@ -233,6 +256,7 @@ async def _complete(
 ) -> list[tuple[str, int]]:
     """Record this process's outcomes, apply those recorded, claim what became ready."""
     ids = run.plan.ids
+    to_json = json_encoder()  # one encoder for the batch
     rows = []
     payloads: list[tuple[str, int, Any, tuple[float, int]]] = []
     for i, result, error, attempts, start in finished:
@@ -248,8 +272,18 @@ async def _complete(
             rows.append((held.pop(i, ""), i, tid, False, to_json(as_dict), start, attempts))
             payloads.append(("failed", i, as_dict, (start, attempts)))
     coord.held -= len(rows)
-    recorded, claims = await coord.complete(rows, run.max_concurrent - coord.held)
+    free = max(0, run.max_concurrent - coord.held - coord.reserved)
+    if coord.reserved:
+        coord.missed = True  # the poller claims what this call could not
+    coord.held += free  # reserved: the poller claims meanwhile only beyond them
+    try:
+        recorded, claims = await coord.complete(rows, free)
+    finally:
+        coord.held -= free
     coord.held += len(claims)
+    coord.busy = bool(claims)
+    if not claims:
+        coord.idle.set()  # the poller looks for tasks (and outcomes) at once
     for flag, outcome in zip(recorded, payloads, strict=True):
         if flag:  # recorded by this call: apply it now (its stream copy is skipped)
             _apply_outcome(engine, run, outcome, remote=False)

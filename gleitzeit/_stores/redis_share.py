@@ -37,6 +37,12 @@ import anyio.to_thread
 
 from ..core._plan import Plan
 
+_pack: Any
+try:  # hiredis packs a command's arguments in C (an extra of gleitzeit[redis])
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - redis-py without hiredis
+    _pack = None
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -422,6 +428,14 @@ class RedisCoordinator:
         self.consumer = store.consumer
         #: Tasks this process holds (claimed, outcome not yet recorded).
         self.held = 0
+        #: Free slots the poller is claiming for right now.
+        self.reserved = 0
+        #: A script recording outcomes could not claim for the poller's reservation.
+        self.missed = False
+        #: The last script call claimed tasks (the poller may look less often).
+        self.busy = False
+        #: Set when a script call claimed nothing: the poller looks at once.
+        self.idle = anyio.Event()
         self._last_out = "0"
         self._limiter = anyio.CapacityLimiter(1)  # the poller's own thread
         self._conn: redis.Redis | None = None
@@ -537,12 +551,38 @@ class RedisCoordinator:
             *results,
             *errors,
         ]
-        complete = self._scripts["complete"]
         flags, claimed = await self.store.call(
-            lambda c: complete(args=args, client=c), "record outcomes"
+            lambda c: self._script(c, "complete", args), "record outcomes"
         )
         pairs = [(claimed[j].decode(), int(claimed[j + 1])) for j in range(0, len(claimed), 2)]
         return flags, pairs
+
+    def _script(self, conn: redis.Redis, name: str, args: list[str]) -> Any:
+        """(Worker thread) Run script ``name`` with ``args``, packed in one go by hiredis.
+
+        redis-py encodes a command argument by argument in Python, which cost
+        more than the script itself for a batch's hundreds of arguments. With
+        the connection's own retry policy, like any other command.
+        """
+        script = self._scripts[name]
+        if _pack is None:  # pragma: no cover - redis-py without hiredis
+            return script(args=args, client=conn)
+        packed = _pack(("EVALSHA", script.sha, "0", *args))
+        pool = conn.connection_pool
+        connection: Any = pool.get_connection()
+
+        def send() -> Any:
+            connection.send_packed_command([packed])
+            return connection.read_response()
+
+        try:
+            try:
+                return connection.retry.call_with_retry(send, lambda _: connection.disconnect())
+            except self.store.redis_module.exceptions.NoScriptError:
+                conn.script_load(script.script)  # Redis lost its script cache (a restart)
+                return connection.retry.call_with_retry(send, lambda _: connection.disconnect())
+        finally:
+            pool.release(connection)
 
     async def wake(self) -> None:
         """Add a wake-up to the outcome stream (ends this process's blocking read at once)."""
@@ -557,7 +597,7 @@ class RedisCoordinator:
     def poll(self, free: int, block_ms: int, reclaim: bool) -> tuple[list[Any], list[Any]]:
         """(Worker thread) Claim up to ``free`` ready tasks and read new outcomes.
 
-        Blocks up to ``block_ms`` for a new outcome when there is nothing.
+        Blocks up to ``block_ms`` (if not 0) for a new outcome when there is nothing.
         """
         conn = self._conn
         assert conn is not None
@@ -579,7 +619,7 @@ class RedisCoordinator:
                 claimed = None
             if isinstance(outs, Exception):
                 raise outs
-            if not claimed and not outs:
+            if not claimed and not outs and block_ms:
                 outs = conn.xread({out: self._last_out}, count=10000, block=block_ms)
         except r.exceptions.RedisError as exc:
             raise self.store.error(exc, "read the shared queue") from exc
@@ -593,10 +633,10 @@ class RedisCoordinator:
                 events.append(fields)
         return claims, events
 
-    async def next(self, free: int, reclaim: bool) -> tuple[list[Any], list[Any]]:
-        """:meth:`poll` in this coordinator's thread (waits at most half a second)."""
+    async def next(self, free: int, reclaim: bool, *, wait: bool) -> tuple[list[Any], list[Any]]:
+        """:meth:`poll` in this coordinator's thread (``wait``: at most half a second)."""
         result: tuple[list[Any], list[Any]] = await anyio.to_thread.run_sync(
-            self.poll, free, 500, reclaim, limiter=self._limiter
+            self.poll, free, 500 if wait else 0, reclaim, limiter=self._limiter
         )
         return result
 
