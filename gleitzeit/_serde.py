@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -15,14 +15,16 @@ from .core._models import RetryPolicy, Task, Workflow
 from .core._plan import Plan, aliases_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "COMPLETION_VERSION",
     "RECORD_VERSION",
+    "compact_workflow",
     "converter",
     "event_from_record",
     "event_to_record",
+    "structure_compact",
     "structure_workflow",
     "unstructure_workflow",
 ]
@@ -402,6 +404,178 @@ def structure_workflow(data: dict[str, Any]) -> Workflow:
         cattrs.BaseValidationError: a malformed definition.
     """
     return converter.structure(data, Workflow)
+
+
+# --- a compact definition: the plan in columns ----------------------------------
+
+#: The version of a compact definition's ``plan`` (``v``).
+COMPACT_VERSION: Final = 1
+#: At most this many distinct values make a column of indexes into them.
+_FEW: Final = 32
+
+
+def _column(values: Sequence[Any]) -> Any:
+    """A column of strings: ``{"all": v}``, ``{"values": [...], "at": [...]}`` or a list."""
+    distinct = dict.fromkeys(values)
+    if len(distinct) == 1:
+        return {"all": values[0]}
+    if len(distinct) > _FEW:
+        return list(values)
+    number = {v: k for k, v in enumerate(distinct)}
+    return {"values": list(distinct), "at": [number[v] for v in values]}
+
+
+def _uncolumn(column: Any, n: int) -> tuple[str, ...]:
+    """The strings of a :func:`_column` of ``n`` tasks.
+
+    Raises:
+        ValueError: not such a column.
+    """
+    if type(column) is list:
+        values = tuple(column)
+    elif type(column) is dict and "all" in column:
+        values = (column["all"],) * n
+    elif type(column) is dict:
+        table = column["values"]
+        values = tuple(table[k] for k in column["at"])
+    else:
+        raise ValueError(f"not a column: {type(column).__name__}")
+    if len(values) != n or not all(type(v) is str for v in values):
+        raise ValueError("a column of another length than the tasks, or not of strings")
+    return values
+
+
+def _sparse(values: Mapping[int, Any], unstructure: Any = None) -> dict[str, Any]:
+    """An optional field's values by task number (JSON keys are strings)."""
+    if unstructure is None:
+        return {str(i): v for i, v in values.items()}
+    return {str(i): unstructure(v) for i, v in values.items()}
+
+
+def compact_workflow(workflow: Workflow) -> dict[str, Any]:
+    """A JSON-ready dict of ``workflow`` with its tasks as the plan's columns.
+
+    What :func:`unstructure_workflow` writes, but with ``plan`` (columns: ids,
+    methods, params, dependencies as task numbers, the optional fields by task
+    number) instead of one record per task: for a big workflow about a third
+    of the JSON, written and read back about four times as fast. The Redis
+    store keeps definitions this way (every process joining a run reads one).
+    :func:`structure_compact` reads it back.
+    """
+    plan = Plan.from_tasks(workflow.tasks)
+    data: dict[str, Any] = converter.unstructure(attrs.evolve(workflow, tasks=()))
+    data.pop("tasks", None)
+    columns: dict[str, Any] = {
+        "v": COMPACT_VERSION,
+        "ids": list(plan.ids),
+        "methods": _column(plan.methods) if plan.ids else [],
+        "protocols": _column(plan.protocols) if plan.ids else [],
+        "params": list(plan.params),
+    }
+    if plan.names is not plan.ids and plan.names != plan.ids:
+        columns["names"] = list(plan.names)
+    if plan.dep_index:
+        columns["dep_start"] = plan.dep_start.tolist()
+        columns["dep_index"] = plan.dep_index.tolist()
+    if plan.priorities is not None:
+        columns["priorities"] = list(plan.priorities)
+    for key, values, unstructure in (
+        ("timeouts", plan.timeouts, None),
+        ("retries", plan.retries, converter.unstructure),
+        ("isolations", plan.isolations, None),
+        ("descriptions", plan.descriptions, None),
+        ("tags", plan.tags, list),
+        ("metadata", plan.metadata, None),
+    ):
+        if values:
+            columns[key] = _sparse(values, unstructure)
+    data["plan"] = columns
+    return data
+
+
+def structure_compact(data: dict[str, Any]) -> Workflow:
+    """Rebuild a Workflow from :func:`compact_workflow`'s output (its tasks a plan).
+
+    The other fields go through cattrs as in :func:`structure_workflow`; the
+    columns are checked for their types and lengths, dependencies for naming
+    tasks, ids for being unique. Reference syntax is not parsed again (it was
+    when the workflow was loaded); a task needs substitution if ``${`` occurs
+    in its params.
+
+    Raises:
+        ValueError: malformed columns.
+        cattrs.BaseValidationError: malformed other fields.
+    """
+    rest = {k: v for k, v in data.items() if k != "plan"}
+    workflow = converter.structure(rest, Workflow)
+    try:
+        plan = _plan_of_columns(data["plan"])
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"malformed plan columns: {exc!r}") from None
+    return attrs.evolve(workflow, tasks=plan)
+
+
+def _plan_of_columns(columns: dict[str, Any]) -> Plan:
+    if columns.get("v") != COMPACT_VERSION:
+        raise ValueError(f"unknown plan columns version {columns.get('v')!r}")
+    ids = tuple(columns["ids"])
+    n = len(ids)
+    if not all(type(tid) is str for tid in ids):
+        raise ValueError("task ids must be strings")
+    by_id = dict(zip(ids, range(n), strict=True))
+    if len(by_id) != n:
+        raise ValueError("task ids must be unique")
+    names = _uncolumn(columns["names"], n) if "names" in columns else ids
+    params = tuple(columns["params"])
+    if len(params) != n or not all(type(p) is dict for p in params):
+        raise ValueError("params must be one dict per task")
+    if "dep_start" in columns:
+        dep_start = array("q", columns["dep_start"])
+        dep_index = array("q", columns["dep_index"])
+        if (
+            len(dep_start) != n + 1
+            or dep_start[0] != 0
+            or dep_start[-1] != len(dep_index)
+            or any(a > b for a, b in pairwise(dep_start))
+            or (dep_index and not 0 <= min(dep_index) <= max(dep_index) < n)
+        ):
+            raise ValueError("dependencies must be task numbers, in order")
+    else:
+        dep_start, dep_index = array("q", bytes(8 * (n + 1))), array("q")
+    priorities = columns.get("priorities")
+    if priorities is not None and (
+        len(priorities) != n or not all(type(p) is int for p in priorities)
+    ):
+        raise ValueError("priorities must be one int per task")
+
+    def sparse(key: str, kinds: tuple[type, ...], structure: Any = None) -> dict[int, Any]:
+        out = {}
+        for k, v in columns.get(key, {}).items():
+            i = int(k)
+            if not 0 <= i < n or (structure is None and type(v) not in kinds):
+                raise ValueError(f"{key}: not a task number and value of its type: {k!r}")
+            out[i] = v if structure is None else structure(v)
+        return out
+
+    return Plan(
+        ids=ids,
+        names=ids if names == ids else names,
+        methods=_uncolumn(columns["methods"], n),
+        protocols=_uncolumn(columns["protocols"], n),
+        params=params,
+        dep_start=dep_start,
+        dep_index=dep_index,
+        needs_subst=bytes(_marked(p) for p in params),
+        by_id=by_id,
+        aliases=aliases_of(ids, names),
+        priorities=None if priorities is None else tuple(priorities),
+        timeouts={i: float(v) for i, v in sparse("timeouts", (int, float)).items()},
+        retries=sparse("retries", (), lambda v: _structure_retry(v, RetryPolicy)),
+        isolations=sparse("isolations", (str,)),
+        descriptions=sparse("descriptions", (str,)),
+        tags={i: tuple(v) for i, v in sparse("tags", (list,)).items()},
+        metadata=sparse("metadata", (dict,)),
+    )
 
 
 def event_to_record(event: Event) -> dict[str, Any]:

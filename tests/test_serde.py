@@ -14,8 +14,10 @@ from gleitzeit import Event, EventKind, RetryPolicy, Task, Workflow, load_workfl
 from gleitzeit._serde import (
     _structure_task_records,
     _unstructure_task,
+    compact_workflow,
     event_from_record,
     event_to_record,
+    structure_compact,
     structure_workflow,
     unstructure_workflow,
 )
@@ -310,3 +312,73 @@ def test_an_empty_workflow_reads_back_empty() -> None:
     back = structure_workflow({**_stored(), "tasks": []})
     assert back.tasks == ()
     assert structure_workflow({"id": "w", "name": "w"}).tasks == ()
+
+
+@given(st.booleans().flatmap(lambda loaded: st.tuples(st.just(loaded), _tasks(loaded))))
+@settings(max_examples=200, deadline=None)
+def test_a_compact_definition_round_trips_into_the_same_plan(
+    case: tuple[bool, tuple[Task, ...]],
+) -> None:
+    """The plan in columns, through JSON: the same workflow, the same plan, column by column."""
+    loaded, tasks = case
+    wf = Workflow(id="w", name="random", tasks=tasks, timeout=5.0, metadata={"k": [1]})
+    if loaded:
+        wf = load_workflow(wf)
+    plan = Plan.from_tasks(wf.tasks)
+    data = json.loads(json.dumps(compact_workflow(wf)))
+    assert "tasks" not in data
+    back = structure_compact(data)
+    assert back == wf
+    assert back.metadata == wf.metadata
+    assert back.timeout == 5.0
+    assert isinstance(back.tasks, Plan)
+    _assert_same_tasks(back.tasks, wf.tasks)
+    assert _columns(back.tasks) == _columns(plan)
+    assert compact_workflow(back) == data
+
+
+def test_a_compact_definition_is_smaller_than_records() -> None:
+    """Many tasks alike: methods and protocols are stored once, not per task."""
+    doc = {
+        "name": "many",
+        "tasks": [
+            {"name": f"t{i}", "method": "python/execute", "params": {"code": "result = 1"}}
+            for i in range(200)
+        ],
+    }
+    wf = load_workflow(doc)
+    compact = json.dumps(compact_workflow(wf))
+    assert len(compact) * 2 < len(json.dumps(unstructure_workflow(wf)))
+    assert compact.count("python/execute") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"ids": ["a", "a"]}, "unique"),
+        ({"ids": ["a", 1]}, "strings"),
+        ({"params": [{}]}, "params"),
+        ({"methods": {"all": 3}}, "strings"),
+        ({"dep_start": [0, 1, 1], "dep_index": [5]}, "dependencies"),
+        ({"dep_start": [0, 1, 0], "dep_index": [0]}, "dependencies"),
+        ({"timeouts": {"7": 1.0}}, "timeouts"),
+        ({"isolations": {"0": 3}}, "isolations"),
+        ({"v": 99}, "version"),
+    ],
+)
+def test_malformed_columns_are_a_value_error(change: dict[str, Any], problem: str) -> None:
+    """Columns that do not hold a plan say what is wrong."""
+    data = compact_workflow(
+        load_workflow(
+            {
+                "name": "two",
+                "tasks": [
+                    {"name": "a", "method": "python/execute", "params": {"code": "result = 1"}},
+                    {"name": "b", "method": "python/execute", "params": {"code": "result = 2"}},
+                ],
+            }
+        )
+    )
+    data["plan"].update(change)
+    with pytest.raises(ValueError, match=problem):
+        structure_compact(data)
