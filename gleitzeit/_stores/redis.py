@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 
 from .._gc import gc_paused
-from .._serde import structure_workflow, unstructure_workflow
+from .._serde import compact_workflow, structure_compact, structure_workflow
 from ..core._events import EventKind
 from ..core._models import WorkflowStatus
 from ..core.errors import ConfigurationError, ErrorCode, PersistenceError
@@ -419,7 +419,7 @@ class RedisStore:
             kind = e.kind
             if kind is EventKind.WORKFLOW_SUBMITTED:
                 assert e.workflow is not None
-                payload = _dumps(unstructure_workflow(e.workflow))
+                payload = _dumps(compact_workflow(e.workflow))
             elif kind is EventKind.TASK_COMPLETED:
                 payload = _dumps(e.result or {})
             elif kind is EventKind.TASK_FAILED:
@@ -466,7 +466,7 @@ class RedisStore:
                 continue
             out.append(
                 StoredRun(
-                    structure_workflow(json.loads(meta[b"definition"])),
+                    _workflow(meta[b"definition"]),
                     status=WorkflowStatus(meta[b"status"].decode()),
                     task_status={k.decode(): v.decode() for k, v in tasks.items()},
                     results={k.decode(): json.loads(v) for k, v in results.items()},
@@ -503,7 +503,7 @@ class RedisStore:
 
         def build() -> StoredRun:
             with gc_paused():
-                workflow = structure_workflow(json.loads(meta[b"definition"]))
+                workflow = _workflow(meta[b"definition"])
             return StoredRun(
                 workflow,
                 status=WorkflowStatus(meta[b"status"].decode()),
@@ -527,6 +527,12 @@ class RedisStore:
     def run_lock(self, workflow_id: str) -> None:
         """None: processes that share a Redis share its runs instead of locking them."""
         return None
+
+
+def _workflow(raw: bytes) -> Workflow:
+    """A stored definition: its plan in columns (as written now), or task records."""
+    data = json.loads(raw)
+    return structure_compact(data) if "plan" in data else structure_workflow(data)
 
 
 def _attempt_time(raw: bytes) -> AttemptTime:
