@@ -190,3 +190,45 @@ async def test_heartbeat_ttl_is_configurable(
         assert info.value.data["option"] == "redis_heartbeat_ttl"
     monkeypatch.delenv("GLEITZEIT_REDIS_HEARTBEAT_TTL")
     assert GleitzeitClient(persistence="redis", redis_heartbeat_ttl=7).redis_heartbeat_ttl == 7
+
+
+async def test_a_definition_stored_as_task_records_still_loads(redis_url: str) -> None:
+    """Definitions are written compact (the plan's columns); one written as task records
+    (as before) reads back as the same workflow."""
+    import json
+
+    from gleitzeit import load_workflow
+    from gleitzeit._serde import unstructure_workflow
+
+    wf = load_workflow(
+        {
+            "name": "records",
+            "tasks": [
+                {"name": "a", "method": "python/execute", "params": {"code": "result = 1"}},
+                {
+                    "name": "b",
+                    "method": "python/execute",
+                    "params": {"code": "result = ${a.result}"},
+                    "timeout": 3,
+                },
+            ],
+        }
+    )
+    store = RedisStore(redis_url, prefix="records")
+    await store.open()
+    try:
+        await store.record(
+            [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=1.0, workflow=wf)]
+        )
+        key = f"records:wf:{wf.id}"
+        with redis.Redis.from_url(redis_url) as conn:
+            definition = conn.hget(key, "definition")
+            assert isinstance(definition, bytes)
+            assert b'"plan"' in definition
+            conn.hset(key, "definition", json.dumps(unstructure_workflow(wf)))
+        stored = await store.load(wf.id)
+        assert stored is not None
+        assert stored.workflow == wf
+        assert stored.workflow.tasks[1].timeout == 3
+    finally:
+        await store.aclose()
