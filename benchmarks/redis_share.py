@@ -15,9 +15,8 @@ call (``run_workflow(load_workflow(doc))``). Tasks are no-ops (``result = 1``),
 inline or process-isolated: 10,000 independent tasks and a 1,000-task chain
 (``--quick``: 2,000 and 200 inline, 1,000 and 100 process-isolated).
 
-Each figure is the best of ``--repeat`` runs (default 3; process-isolated
-runs once, being long), after a warm-up run that lets every worker join and
-grow its worker pool. Beside each independent figure: the CPU seconds the
+Each figure is the best of ``--repeat`` runs (default 3), after a warm-up
+run that lets every worker join and grow its worker pool. Beside each independent figure: the CPU seconds the
 client, the workers and redis-server used in that run (from /proc), against
 the wall time times the cores — on a 2-core machine the processes and Redis
 share the same two cores. The memory store in one process comes first, as
@@ -217,7 +216,7 @@ def main() -> None:
         for isolation in isolations:
             sizes = SIZES[isolation][args.quick]
             n_ind, n_chain = sizes
-            repeat = 1 if args.quick or isolation == "process" else args.repeat
+            repeat = 1 if args.quick else args.repeat
             floor, _, floor_chain = anyio.run(
                 measure, server.url, "memory", [], isolation, sizes, mc, repeat
             )
