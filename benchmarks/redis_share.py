@@ -16,8 +16,9 @@ inline or process-isolated: 10,000 independent tasks and a 1,000-task chain
 (``--quick``: 2,000 and 200 inline, 1,000 and 100 process-isolated).
 
 Each figure is the best of ``--repeat`` runs (default 3), after a warm-up
-run that lets every worker join and grow its worker pool. Beside each independent figure: the CPU seconds the
-client, the workers and redis-server used in that run (from /proc), against
+run that lets every worker join and grow its worker pool. Beside each
+independent figure: the CPU seconds the client, the workers and
+redis-server used in that run (from /proc), against
 the wall time times the cores — on a 2-core machine the processes and Redis
 share the same two cores. The memory store in one process comes first, as
 the floor. Prints one line per case; asserts nothing.
