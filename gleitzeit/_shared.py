@@ -305,9 +305,21 @@ async def _complete(
     coord.busy = bool(claims)
     if not claims:
         coord.idle.set()  # the poller looks for tasks (and outcomes) at once
+    refused = []
     for flag, outcome in zip(recorded, payloads, strict=True):
         if flag:  # recorded by this call: apply it now (its stream copy is skipped)
             _apply_outcome(engine, run, outcome, remote=False)
+        else:
+            refused.append(outcome[1])
+    if refused:
+        # Final already: recorded by another process (its stream entry brings
+        # it too), or by this one in a call whose reply was lost to a dropped
+        # connection and retried (this process skips its own stream entries).
+        # Either way, apply what was recorded.
+        tids = [ids[i] for i in refused]
+        for i, (status, payload) in zip(refused, await coord.recorded(tids), strict=True):
+            if status in ("completed", "failed"):
+                _apply_outcome(engine, run, (status, i, payload, None), remote=False)
     return claims
 
 

@@ -529,3 +529,36 @@ async def test_no_process_runs_more_than_its_max_concurrent(redis_url: str, tmp_
         running[ppid] += 1 if kind == "s" else -1
         most[ppid] = max(most[ppid], running[ppid])
     assert max(most.values()) <= 2, most
+
+
+async def test_an_outcome_this_process_recorded_before_is_applied(redis_url: str) -> None:
+    """A script call whose reply was lost (its retry finds the outcome final) still
+    completes the task here, with what was recorded: this process skips its own
+    entries on the outcome stream, so nothing else would bring it."""
+    from gleitzeit import load_workflow
+    from gleitzeit._shared import _complete
+    from gleitzeit.core._scheduler import COMPLETED
+
+    wf = load_workflow(
+        {
+            "name": "lost reply",
+            "tasks": [{"name": "a", "method": "python/execute", "params": {"code": "result = 1"}}],
+        }
+    )
+    (tid,) = (t.id for t in wf.tasks)
+    async with GleitzeitClient(persistence="redis", redis_url=redis_url) as client:
+        store, engine = client._store, client._engine
+        await store.record(
+            [Event(kind=EventKind.WORKFLOW_SUBMITTED, workflow_id=wf.id, at=1.0, workflow=wf)]
+        )
+        run = engine.prepare(wf)
+        coord = store.coordinate(wf)
+        assert await coord.begin(1.0) == 1
+        run.sched.take(0)
+        # The first call's reply is lost: its outcome is recorded, the engine never heard.
+        flags, _ = await coord.complete([("", 0, tid, True, '{"v":"first"}', 1.0, 1)], 0)
+        assert flags == [1]
+        await _complete(engine, run, coord, {}, [(0, {"v": "again"}, None, 1, 1.5)])
+        assert run.sched.state[0] == COMPLETED
+        assert run.results[tid] == {"v": "first"}
+        await coord.end(cancel=False, hand_back=False)

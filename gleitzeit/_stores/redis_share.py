@@ -589,6 +589,25 @@ class RedisCoordinator:
         out = f"{self.base}:out"
         await self.store.call(lambda c: c.xadd(out, {"k": "w"}), "wake the readers")
 
+    async def recorded(self, task_ids: Sequence[str]) -> list[tuple[str | None, Any]]:
+        """Each task's recorded status and result or error (``None``, ``None``: none)."""
+        base = self.base
+
+        def read(conn: redis.Redis) -> list[Any]:
+            pipe = conn.pipeline(transaction=False)
+            pipe.hmget(f"{base}:tasks", task_ids)
+            pipe.hmget(f"{base}:results", task_ids)
+            pipe.hmget(f"{base}:errors", task_ids)
+            return pipe.execute()
+
+        states, results, errors = await self.store.call(read, "read recorded outcomes")
+        out: list[tuple[str | None, Any]] = []
+        for state, result, error in zip(states, results, errors, strict=True):
+            status = None if state is None else state.decode()
+            raw = result if status == "completed" else error if status == "failed" else None
+            out.append((status, None if raw is None else json.loads(raw)))
+        return out
+
     async def ack(self, entries: Sequence[str]) -> None:
         """Acknowledge entries of tasks that need no run (already finished)."""
         q = f"{self.base}:q"
