@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
+from ._engine import PYTHON, _Group, _python_timeout
 from ._stores._encode import json_encoder
 from ._stores.redis_share import decode_outcomes
 from .core._events import Event, EventKind
@@ -160,6 +161,40 @@ async def _serve(
     parked: dict[int, str] = {}
     finished: list[_Outcome] = []
     stale: list[str] = []
+    # Inline python code runs in groups, as on the local path (compiled once
+    # per source, one output capture per group): see Engine._loop.
+    python = provider_of(PYTHON)
+    program_of = getattr(python, "inline_program", None)
+    if getattr(python, "run_programs", None) is None:
+        program_of = None
+    params_of, needs_subst = plan.params, run.needs_subst
+    timeouts, isolations, isolation = plan.timeouts, plan.isolations, engine.isolation
+    group = _Group()
+
+    def grouped(i: int) -> bool:
+        """Put inline python task ``i`` into the group (False: it takes the general way)."""
+        params = params_of[i]
+        if needs_subst[i]:
+            try:
+                params = engine._params(run, i)
+            except GleitzeitError as exc:
+                finished.append((i, None, exc, 1, time.time()))
+                return True
+        job = program_of(params) if program_of is not None else None
+        if job is None:
+            return False
+        timeout = timeouts.get(i)
+        group.indexes.append(i)
+        group.ids.append(ids[i])
+        group.programs.append(job[0])
+        group.argses.append(job[1])
+        group.timeouts.append(_python_timeout(params) if timeout is None else timeout)
+        return True
+
+    def run_group() -> None:
+        """Run the grouped tasks; their outcomes join ``finished`` (with start times)."""
+        if group.indexes:
+            engine._run_group(run, python, group, False, finished)
 
     def start(i: int, entry: str) -> None:
         if state[i] in _FINAL or i in held or i in parked:
@@ -171,7 +206,16 @@ async def _serve(
             return
         held[i] = entry
         sched.take(i)
-        provider = provider_of(methods[i])
+        method = methods[i]
+        if (
+            program_of is not None
+            and method == PYTHON
+            and i not in retries
+            and (isolations.get(i) or isolation) == "inline"
+            and grouped(i)
+        ):
+            return
+        provider = provider_of(method)
         if i not in retries and provider is not None:
             try:
                 call = engine.call_for(run, i)
@@ -239,6 +283,7 @@ async def _serve(
                             _apply_outcome(engine, run, outcome)
             if parked:
                 unpark()
+            run_group()
             # Record outcomes; the script hands back newly ready tasks at once
             # (a chain moves on without waiting for the poller). Those tasks'
             # outcomes are recorded in the next round, after a look at the
@@ -253,6 +298,7 @@ async def _serve(
                     start(i, entry)
                 if parked:
                     unpark()
+                run_group()
             await engine._flush(run)
         await coord.wake()  # the poller may be waiting for outcomes: end its wait now
         inner.cancel_scope.cancel()
