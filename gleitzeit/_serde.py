@@ -12,7 +12,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from .core._events import Event, EventKind
 from .core._models import RetryPolicy, Task, Workflow
-from .core._plan import Plan, aliases_of
+from .core._plan import Plan, aliases_of, has_marker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -154,21 +154,6 @@ class _Odd(Exception):
     """Task records the plan builder leaves to cattrs (which reports what is wrong)."""
 
 
-def _marked(value: Any) -> bool:
-    """True if a string anywhere in ``value`` holds ``${`` (or the ``$${`` escape)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is str:
-            if "${" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False
-
-
 def _structure_tasks(records: Any, type_: Any) -> Sequence[Task]:
     """Stored task records as a plan; anything irregular goes through cattrs' Task hook."""
     if type(records) is list and records:
@@ -250,7 +235,7 @@ def _plan_of(records: list[Any]) -> Plan:
                 if "${" in value:
                     mark = True
                     break
-            elif isinstance(value, (dict, list)) and _marked(value):
+            elif isinstance(value, (dict, list)) and has_marker(value):
                 mark = True
                 break
         ids.append(tid)
@@ -565,7 +550,7 @@ def _plan_of_columns(columns: dict[str, Any]) -> Plan:
         params=params,
         dep_start=dep_start,
         dep_index=dep_index,
-        needs_subst=bytes(_marked(p) for p in params),
+        needs_subst=bytes(has_marker(p) for p in params),
         by_id=by_id,
         aliases=aliases_of(ids, names),
         priorities=None if priorities is None else tuple(priorities),

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..core._methods import MethodSpec, MethodTable, describe_types, type_ok
 from ..core._models import PRIORITY_NAMES, BatchSpec, RetryPolicy
+from ..core._plan import has_marker
 from ..core._refs import _TOKEN, Ref, RefSyntaxError, scan_refs
 from ._problems import Problems, closest
 
@@ -568,7 +569,7 @@ def read_columns(raw_tasks: list[Any], methods: MethodTable, source_dir: str | N
         mark = False
         if scan is not None:
             if scan is True:
-                mark = _has_marker(params)
+                mark = has_marker(params)
             else:
                 for k in scan:  # type: ignore[union-attr]
                     if "${" in params[k]:
@@ -595,21 +596,6 @@ def read_columns(raw_tasks: list[Any], methods: MethodTable, source_dir: str | N
         else:
             counts.append(0)
     return cols
-
-
-def _has_marker(value: Any) -> bool:
-    """True if a string anywhere in ``value`` holds ``${``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is str:
-            if "${" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False
 
 
 def _new_shape(

@@ -20,7 +20,7 @@ from typing import Any, Final, overload
 from ._graph import invert
 from ._models import RetryPolicy, Task, TaskStatus
 
-__all__ = ["Plan"]
+__all__ = ["Plan", "has_marker"]
 
 _NO_OPTIONS: Final[Mapping[int, Any]] = {}
 _set: Final = object.__setattr__
@@ -278,3 +278,19 @@ def aliases_of(ids: Sequence[str], names: Sequence[str]) -> dict[str, str]:
     for name, tid in zip(names, ids, strict=True):
         first.setdefault(name, tid)
     return {name: tid for name, tid in first.items() if name != tid}
+
+
+def has_marker(value: Any) -> bool:
+    """True if a string anywhere in ``value`` holds ``${`` (a reference, or the
+    ``$${`` escape): whether a task's params need substituting (``needs_subst``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if "${" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
