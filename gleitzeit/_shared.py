@@ -86,19 +86,17 @@ async def _poller(
         finally:
             coord.reserved = 0
         coord.held += len(claims)
-        if coord.missed:  # a script could not claim for the reservation: claim now
-            coord.missed = False
-            if not claims:
-                for fields in outs:
-                    inbox.send_nowait(("out", fields))
-                continue
-        if not claims and not outs:  # nothing new: wait for an outcome (no slots reserved)
-            _, outs = await coord.next(0, False, wait=True)
+        # A script call could not claim for the reservation: claim again now.
+        again, coord.missed = coord.missed and not claims, False
+        if not claims and not outs and not again:
+            _, outs = await coord.next(0, False, wait=True)  # wait for an outcome
         # Outcomes first: a claimed task's dependencies' results come with them.
         for fields in outs:
             inbox.send_nowait(("out", fields))
         for entry, i in claims:
             inbox.send_nowait(("claim", i, entry))
+        if again:
+            continue
         if not claims:
             # Nothing to claim: let outcomes gather a moment rather than waking
             # for each one (a chain run elsewhere would cost a read per step);
